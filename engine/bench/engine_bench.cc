@@ -1,0 +1,202 @@
+// chai_engine_bench: end-to-end CPU engine throughput on a real model, with
+// the machine's memory bandwidth measured in the same run (issue 2 item 9).
+//
+//   chai_engine_bench [--model PATH] [--threads N] [--json]
+//
+// Measures (one process, same machine state):
+//   bandwidth   best-of-5 streaming read of 512 MiB (kernels/cpu/memory_bandwidth.h)
+//   prefill     one 512-token prompt, tokens/s (best of 3)
+//   decode@B    B sequences with 128-token prompts, 32 decode steps of B
+//               tokens each; aggregate tokens/s (best of 3)
+// and reports batch-1 decode as a share of the roofline: (weight bytes read
+// per token / bandwidth) / measured time per token. Weight bytes are every
+// matrix the decode step streams (all layer matrices plus the output
+// projection; the embedding lookup reads one row).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "engine/loaded_model.h"
+#include "engine/model_runner.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/memory_bandwidth.h"
+#include "kernels/cpu/thread_pool.h"
+#include "nlohmann/json.hpp"
+
+namespace chai::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+int64_t MatrixBytes(const kernels::WeightView& w) {
+  return w.rows * kernels::RowBytes(w.dtype, w.cols);
+}
+
+int64_t DecodeWeightBytes(const ModelWeights& m) {
+  int64_t total = MatrixBytes(m.output);
+  for (const LayerWeights& l : m.layers) {
+    for (const kernels::WeightView* w :
+         {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      total += MatrixBytes(*w);
+    }
+  }
+  return total;
+}
+
+struct Bench {
+  const ModelWeights* weights;
+  kernels::Backend* backend;
+  ModelRunner* runner;
+  std::mt19937 rng{1234};
+
+  std::vector<int32_t> RandomTokens(int64_t n) {
+    std::uniform_int_distribution<int32_t> d(0,
+                                             static_cast<int32_t>(weights->config.vocab_size) - 1);
+    std::vector<int32_t> t(n);
+    for (auto& x : t) x = d(rng);
+    return t;
+  }
+
+  std::unique_ptr<KvCache> Cache(int32_t seqs, int64_t len) {
+    KvCacheOptions o;
+    o.max_seqs = seqs;
+    o.max_seq_len = len;
+    o.num_blocks = seqs * ((len + o.block_size - 1) / o.block_size);
+    return *KvCache::Create(backend, weights->config, o);
+  }
+
+  // Seconds to prefill `n` tokens of one sequence in runner-sized chunks.
+  double Prefill(int64_t n) {
+    auto cache = Cache(1, n);
+    (void)cache->AddSequence();
+    (void)cache->Reserve(0, n);
+    std::vector<int32_t> toks = RandomTokens(n);
+    std::vector<float> logits(weights->config.vocab_size);
+    const auto t0 = Clock::now();
+    for (int64_t s = 0; s < n; s += runner->max_batch_tokens()) {
+      const int64_t c = std::min<int64_t>(runner->max_batch_tokens(), n - s);
+      std::vector<int32_t> slots(c, 0), pos(c);
+      std::iota(pos.begin(), pos.end(), static_cast<int32_t>(s));
+      std::vector<int32_t> rows;
+      if (s + c == n) rows.push_back(static_cast<int32_t>(c - 1));
+      (void)runner->Forward({std::span(toks).subspan(s, c), slots, pos, rows}, *cache, logits);
+    }
+    return Since(t0);
+  }
+
+  // Seconds for `steps` decode steps of `batch` sequences (prompts prefilled
+  // beforehand, untimed).
+  double Decode(int32_t batch, int64_t prompt, int64_t steps) {
+    auto cache = Cache(batch, prompt + steps);
+    std::vector<float> logits(batch * weights->config.vocab_size);
+    for (int32_t s = 0; s < batch; ++s) {
+      (void)cache->AddSequence();
+      (void)cache->Reserve(s, prompt + steps);
+      std::vector<int32_t> toks = RandomTokens(prompt);
+      std::vector<int32_t> slots(prompt, s), pos(prompt);
+      std::iota(pos.begin(), pos.end(), 0);
+      const int32_t row[1] = {static_cast<int32_t>(prompt - 1)};
+      (void)runner->Forward({toks, slots, pos, row}, *cache, logits);
+    }
+    std::vector<int32_t> slots(batch), rows(batch), pos(batch);
+    std::iota(slots.begin(), slots.end(), 0);
+    std::iota(rows.begin(), rows.end(), 0);
+    const auto t0 = Clock::now();
+    for (int64_t step = 0; step < steps; ++step) {
+      std::vector<int32_t> toks = RandomTokens(batch);
+      std::fill(pos.begin(), pos.end(), static_cast<int32_t>(prompt + step));
+      (void)runner->Forward({toks, slots, pos, rows}, *cache, logits);
+    }
+    return Since(t0);
+  }
+};
+
+int Main(int argc, char** argv) {
+  std::string model_path = std::string(CHAI_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  int threads = 0;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--model" && i + 1 < argc) {
+      model_path = argv[++i];
+    } else if (a == "--threads" && i + 1 < argc) {
+      threads = std::atoi(argv[++i]);
+    } else if (a == "--json") {
+      json = true;
+    } else {
+      std::fprintf(stderr, "usage: chai_engine_bench [--model PATH] [--threads N] [--json]\n");
+      return 2;
+    }
+  }
+  absl::StatusOr<LoadedModel> model = LoadModel(model_path);
+  if (!model.ok()) {
+    std::fprintf(stderr, "chai_engine_bench: %s\n", std::string(model.status().message()).c_str());
+    return 1;
+  }
+  auto backend = kernels::CreateCpuBackend({.threads = threads});
+  auto runner = *ModelRunner::Create(model->weights.get(), backend.get(), 512);
+  const int n_threads =
+      threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  double bandwidth;
+  {
+    kernels::cpu::ThreadPool pool(n_threads);
+    bandwidth = kernels::cpu::MeasureReadBandwidth(pool);
+  }
+  Bench b{model->weights.get(), backend.get(), runner.get()};
+  const int64_t weight_bytes = DecodeWeightBytes(*model->weights);
+
+  auto best_of = [](int reps, auto fn) {
+    double best = 1e30;
+    for (int i = 0; i < reps; ++i) best = std::min(best, fn());
+    return best;
+  };
+  (void)b.Decode(1, 16, 4);  // warm caches and page in the weights
+  const double prefill_s = best_of(3, [&] { return b.Prefill(512); });
+  nlohmann::json out = {{"model", model_path},
+                        {"threads", n_threads},
+                        {"bandwidth_gbps", bandwidth / 1e9},
+                        {"decode_weight_bytes", weight_bytes},
+                        {"prefill_512_tokens_per_s", 512 / prefill_s}};
+  const int64_t steps = 32;
+  double tps1 = 0;
+  for (int32_t batch : {1, 8, 32}) {
+    const double s = best_of(3, [&] { return b.Decode(batch, 128, steps); });
+    const double tps = batch * steps / s;
+    if (batch == 1) tps1 = tps;
+    out["decode"][std::to_string(batch)] = {{"tokens_per_s", tps}, {"ratio_to_batch1", tps / tps1}};
+  }
+  const double roofline_tps = bandwidth / static_cast<double>(weight_bytes);
+  out["decode_batch1_roofline_tokens_per_s"] = roofline_tps;
+  out["decode_batch1_share_of_roofline"] = tps1 / roofline_tps;
+  if (json) {
+    std::printf("%s\n", out.dump(1).c_str());
+    return 0;
+  }
+  std::printf("model %s, %d threads\n", model_path.c_str(), n_threads);
+  std::printf("memory read bandwidth      %8.2f GB/s\n", bandwidth / 1e9);
+  std::printf("decode weight bytes/token  %8.2f MB\n", weight_bytes / 1e6);
+  std::printf("prefill (512 tokens)       %8.1f tokens/s\n", 512 / prefill_s);
+  for (const char* k : {"1", "8", "32"}) {
+    std::printf("decode batch %-3s           %8.1f tokens/s  (x%.2f batch 1)\n", k,
+                out["decode"][k]["tokens_per_s"].get<double>(),
+                out["decode"][k]["ratio_to_batch1"].get<double>());
+  }
+  std::printf("batch-1 roofline           %8.1f tokens/s; measured share %.0f%%\n", roofline_tps,
+              100 * tps1 / roofline_tps);
+  return 0;
+}
+
+}  // namespace
+}  // namespace chai::engine
+
+int main(int argc, char** argv) { return chai::engine::Main(argc, argv); }

@@ -1,0 +1,194 @@
+#include "engine/model_runner.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace chai::engine {
+namespace {
+
+float* F(const std::unique_ptr<kernels::Buffer>& b) { return static_cast<float*>(b->data()); }
+int32_t* I(const std::unique_ptr<kernels::Buffer>& b) { return static_cast<int32_t*>(b->data()); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelWeights* weights,
+                                                                 kernels::Backend* backend,
+                                                                 int32_t max_batch_tokens) {
+  if (max_batch_tokens <= 0) return absl::InvalidArgumentError("max_batch_tokens must be > 0");
+  auto r = std::unique_ptr<ModelRunner>(new ModelRunner());
+  r->weights_ = weights;
+  r->backend_ = backend;
+  r->max_batch_tokens_ = max_batch_tokens;
+  const LlamaConfig& c = weights->config;
+  r->inv_freq_ = c.RopeInvFreq();
+  r->rope_ = {static_cast<int32_t>(c.head_dim), !c.rope_interleaved, r->inv_freq_.data()};
+
+  auto prepare = [backend](const kernels::WeightView& w,
+                           kernels::PreparedWeight* out) -> absl::Status {
+    absl::StatusOr<kernels::PreparedWeight> p = backend->PrepareWeight(w);
+    if (!p.ok()) return p.status();
+    *out = *std::move(p);
+    return absl::OkStatus();
+  };
+  auto upload = [backend](const float* host, int64_t n,
+                          std::unique_ptr<kernels::Buffer>* out) -> absl::Status {
+    absl::StatusOr<std::unique_ptr<kernels::Buffer>> b = backend->Allocate(n * sizeof(float));
+    if (!b.ok()) return b.status();
+    backend->CopyToDevice((*b)->data(), host, n * sizeof(float));
+    *out = *std::move(b);
+    return absl::OkStatus();
+  };
+  auto alloc = [backend](int64_t bytes, std::unique_ptr<kernels::Buffer>* out) -> absl::Status {
+    absl::StatusOr<std::unique_ptr<kernels::Buffer>> b = backend->Allocate(bytes);
+    if (!b.ok()) return b.status();
+    *out = *std::move(b);
+    return absl::OkStatus();
+  };
+
+  absl::Status s;
+  s.Update(prepare(weights->token_embd, &r->token_embd_));
+  s.Update(prepare(weights->output, &r->output_));
+  s.Update(upload(weights->output_norm, c.dim, &r->output_norm_));
+  r->layers_.resize(c.n_layers);
+  for (int64_t l = 0; l < c.n_layers && s.ok(); ++l) {
+    const LayerWeights& w = weights->layers[l];
+    Layer& d = r->layers_[l];
+    s.Update(prepare(w.wq, &d.wq));
+    s.Update(prepare(w.wk, &d.wk));
+    s.Update(prepare(w.wv, &d.wv));
+    s.Update(prepare(w.wo, &d.wo));
+    s.Update(prepare(w.w_gate, &d.w_gate));
+    s.Update(prepare(w.w_up, &d.w_up));
+    s.Update(prepare(w.w_down, &d.w_down));
+    s.Update(upload(w.attn_norm, c.dim, &d.attn_norm));
+    s.Update(upload(w.ffn_norm, c.dim, &d.ffn_norm));
+  }
+  const int64_t t = max_batch_tokens;
+  const int64_t f = sizeof(float);
+  s.Update(alloc(t * c.dim * f, &r->x_));
+  s.Update(alloc(t * c.dim * f, &r->h_));
+  s.Update(alloc(t * c.n_heads * c.head_dim * f, &r->q_));
+  s.Update(alloc(t * c.n_kv_heads * c.head_dim * f, &r->k_));
+  s.Update(alloc(t * c.n_kv_heads * c.head_dim * f, &r->v_));
+  s.Update(alloc(t * c.n_heads * c.head_dim * f, &r->attn_));
+  s.Update(alloc(t * c.ffn_dim * f, &r->gate_));
+  s.Update(alloc(t * c.ffn_dim * f, &r->up_));
+  s.Update(alloc(t * sizeof(int32_t), &r->tokens_));
+  s.Update(alloc(t * sizeof(int32_t), &r->slots_));
+  s.Update(alloc(t * sizeof(int32_t), &r->positions_));
+  s.Update(alloc(t * sizeof(int32_t), &r->rows_));
+  if (!s.ok()) return s;
+  return r;
+}
+
+absl::Status ModelRunner::ValidateBatch(const BatchInput& b, const KvCache& cache,
+                                        std::span<float> logits) const {
+  const size_t n = b.tokens.size();
+  if (n == 0) return absl::InvalidArgumentError("empty batch");
+  if (n > static_cast<size_t>(max_batch_tokens_)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch of ", n, " tokens exceeds max_batch_tokens ", max_batch_tokens_));
+  }
+  if (b.slots.size() != n || b.positions.size() != n) {
+    return absl::InvalidArgumentError("batch tokens, slots and positions differ in length");
+  }
+  const int64_t vocab = weights_->config.vocab_size;
+  for (size_t i = 0; i < n; ++i) {
+    if (b.tokens[i] < 0 || b.tokens[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", b.tokens[i], " outside vocab"));
+    }
+    if (b.slots[i] < 0 || b.slots[i] >= cache.options().max_seqs) {
+      return absl::InvalidArgumentError("batch slot out of range");
+    }
+    if (b.positions[i] < 0 || b.positions[i] >= cache.capacity(b.slots[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("position ", b.positions[i], " not reserved in the KV cache"));
+    }
+  }
+  for (int32_t r : b.logit_rows) {
+    if (r < 0 || static_cast<size_t>(r) >= n) {
+      return absl::InvalidArgumentError("logit row out of range");
+    }
+  }
+  if (logits.size() < b.logit_rows.size() * static_cast<size_t>(vocab)) {
+    return absl::InvalidArgumentError("logits buffer too small");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache,
+                                  std::span<float> logits) {
+  if (absl::Status s = ValidateBatch(batch, cache, logits); !s.ok()) return s;
+  const LlamaConfig& c = weights_->config;
+  kernels::Backend& be = *backend_;
+  const int32_t n = static_cast<int32_t>(batch.tokens.size());
+  const int32_t dim = static_cast<int32_t>(c.dim);
+  const int32_t n_heads = static_cast<int32_t>(c.n_heads);
+  const int32_t n_kv = static_cast<int32_t>(c.n_kv_heads);
+  const float eps = static_cast<float>(c.rms_eps);
+
+  // Inputs to backend memory. The block tables travel whole each step; they
+  // are small (max_seqs x max_blocks int32).
+  const std::vector<int32_t>& tables = cache.block_tables();
+  if (tables_ == nullptr || tables_->size() < tables.size() * sizeof(int32_t)) {
+    absl::StatusOr<std::unique_ptr<kernels::Buffer>> b =
+        be.Allocate(tables.size() * sizeof(int32_t));
+    if (!b.ok()) return b.status();
+    tables_ = *std::move(b);
+  }
+  be.CopyToDevice(tokens_->data(), batch.tokens.data(), n * sizeof(int32_t));
+  be.CopyToDevice(slots_->data(), batch.slots.data(), n * sizeof(int32_t));
+  be.CopyToDevice(positions_->data(), batch.positions.data(), n * sizeof(int32_t));
+  be.CopyToDevice(tables_->data(), tables.data(), tables.size() * sizeof(int32_t));
+  kernels::TokenPlacement place{n, I(slots_), I(positions_), I(tables_),
+                                cache.max_blocks_per_seq()};
+
+  float* x = F(x_);
+  float* h = F(h_);
+  be.Embed(token_embd_.view, I(tokens_), n, x);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    Layer& w = layers_[l];
+    be.RmsNorm(x, F(w.attn_norm), n, dim, eps, h);
+    be.MatMul(w.wq.view, h, n, F(q_));
+    be.MatMul(w.wk.view, h, n, F(k_));
+    be.MatMul(w.wv.view, h, n, F(v_));
+    be.Rope(F(q_), I(positions_), n, n_heads, rope_);
+    be.Rope(F(k_), I(positions_), n, n_kv, rope_);
+    be.StoreKv(F(k_), F(v_), place, cache.layer(l));
+    be.Attention(F(q_), n_heads, place, cache.layer(l), F(attn_));
+    be.MatMul(w.wo.view, F(attn_), n, h);
+    be.Add(x, h, static_cast<int64_t>(n) * dim);
+    be.RmsNorm(x, F(w.ffn_norm), n, dim, eps, h);
+    be.MatMul(w.w_gate.view, h, n, F(gate_));
+    be.MatMul(w.w_up.view, h, n, F(up_));
+    be.SwiGlu(F(gate_), F(up_), static_cast<int64_t>(n) * c.ffn_dim, F(gate_));
+    be.MatMul(w.w_down.view, F(gate_), n, h);
+    be.Add(x, h, static_cast<int64_t>(n) * dim);
+  }
+  const int32_t n_out = static_cast<int32_t>(batch.logit_rows.size());
+  if (n_out == 0) {
+    be.Synchronize();
+    return absl::OkStatus();
+  }
+  // Logit scratch grows on demand: most steps want one row per sequence, and
+  // [max_batch_tokens, vocab] would be hundreds of MB.
+  if (logit_capacity_ < n_out) {
+    absl::StatusOr<std::unique_ptr<kernels::Buffer>> a =
+        be.Allocate(static_cast<size_t>(n_out) * dim * sizeof(float));
+    absl::StatusOr<std::unique_ptr<kernels::Buffer>> b =
+        be.Allocate(static_cast<size_t>(n_out) * c.vocab_size * sizeof(float));
+    if (!a.ok()) return a.status();
+    if (!b.ok()) return b.status();
+    last_ = *std::move(a);
+    logits_ = *std::move(b);
+    logit_capacity_ = n_out;
+  }
+  be.CopyToDevice(rows_->data(), batch.logit_rows.data(), n_out * sizeof(int32_t));
+  be.GatherRows(x, I(rows_), n_out, dim, F(last_));
+  be.RmsNorm(F(last_), F(output_norm_), n_out, dim, eps, h);
+  be.MatMul(output_.view, h, n_out, F(logits_));
+  be.CopyToHost(logits.data(), logits_->data(),
+                static_cast<size_t>(n_out) * c.vocab_size * sizeof(float));
+  return absl::OkStatus();
+}
+
+}  // namespace chai::engine

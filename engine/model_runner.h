@@ -1,0 +1,80 @@
+// The LLaMA forward pass over a flat batch of tokens, driven as backend ops.
+//
+// A batch mixes prefill chunks and decode tokens of many sequences: each token
+// carries its KV-cache sequence slot and its position. Every op computes each
+// token row independently in a fixed order (kernels/backend.h), so a
+// sequence's logits are bit-identical whatever else shares its batch.
+//
+// Ownership: borrows the weights, backend and cache (all must outlive the
+// runner); owns its scratch activations in backend memory.
+// Thread-safety: not thread-safe; one engine thread drives it.
+#ifndef CHAI_ENGINE_MODEL_RUNNER_H_
+#define CHAI_ENGINE_MODEL_RUNNER_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/kv_cache.h"
+#include "engine/model/model_weights.h"
+#include "kernels/backend.h"
+
+namespace chai::engine {
+
+struct BatchInput {
+  std::span<const int32_t> tokens;     // [n] token ids
+  std::span<const int32_t> slots;      // [n] KV-cache sequence slot per token
+  std::span<const int32_t> positions;  // [n] position of each token in its sequence
+  // Rows of the batch whose next-token logits are wanted (typically each
+  // sequence's last token in the batch), in the order the logits come back.
+  std::span<const int32_t> logit_rows;
+};
+
+class ModelRunner {
+ public:
+  // max_batch_tokens bounds one Forward call's token count.
+  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const ModelWeights* weights,
+                                                             kernels::Backend* backend,
+                                                             int32_t max_batch_tokens);
+
+  // Runs the model on `batch`, writing the K/V of every token into `cache` and
+  // logits [logit_rows.size(), vocab] to `logits` (host memory).
+  // REQUIRES: cache.Reserve() covered every (slot, position); positions of a
+  // slot in this batch extend what is cached (0..pos-1 already stored or
+  // earlier in this batch).
+  absl::Status Forward(const BatchInput& batch, KvCache& cache, std::span<float> logits);
+
+  const LlamaConfig& config() const { return weights_->config; }
+  int32_t max_batch_tokens() const { return max_batch_tokens_; }
+
+ private:
+  ModelRunner() = default;
+  absl::Status ValidateBatch(const BatchInput& batch, const KvCache& cache,
+                             std::span<float> logits) const;
+
+  const ModelWeights* weights_ = nullptr;
+  kernels::Backend* backend_ = nullptr;
+  int32_t max_batch_tokens_ = 0;
+  std::vector<float> inv_freq_;
+  kernels::RopeParams rope_;
+
+  // Backend-resident weights (CPU: views of the mapped file).
+  struct Layer {
+    kernels::PreparedWeight wq, wk, wv, wo, w_gate, w_up, w_down;
+    std::unique_ptr<kernels::Buffer> attn_norm, ffn_norm;
+  };
+  std::vector<Layer> layers_;
+  kernels::PreparedWeight token_embd_, output_;
+  std::unique_ptr<kernels::Buffer> output_norm_;
+
+  // Scratch, sized for max_batch_tokens.
+  std::unique_ptr<kernels::Buffer> x_, h_, q_, k_, v_, attn_, gate_, up_, last_, logits_;
+  int32_t logit_capacity_ = 0;  // rows last_/logits_ hold
+  std::unique_ptr<kernels::Buffer> tokens_, slots_, positions_, rows_, tables_;
+};
+
+}  // namespace chai::engine
+
+#endif  // CHAI_ENGINE_MODEL_RUNNER_H_

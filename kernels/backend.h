@@ -1,0 +1,146 @@
+// The one interface every compute backend (CPU, CUDA) implements.
+//
+// The engine (engine/) drives a forward pass as a sequence of these ops; a
+// backend owns the memory the ops read and write. Pointers passed to ops
+// point into that backend's memory: host RAM for the CPU backend, device
+// memory for CUDA. Activations are float32, row-major, contiguous.
+//
+// Determinism contract (DESIGN.md section 3): for every op, the value
+// computed for a token row depends only on that row's inputs, never on how
+// many other rows are in the call or where they sit. Reductions run in a fixed
+// order per row, so a request yields bit-identical results alone or batched.
+//
+// Thread-safety: a Backend is used by one engine thread at a time. Ops may
+// run asynchronously; Synchronize() (and CopyToHost) wait for them.
+#ifndef CHAI_KERNELS_BACKEND_H_
+#define CHAI_KERNELS_BACKEND_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "kernels/dtype.h"
+
+namespace chai::kernels {
+
+// Memory owned by a backend. Freed when destroyed.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  virtual void* data() = 0;
+  virtual size_t size() const = 0;
+};
+
+// A weight matrix [rows, cols] in `dtype`, rows contiguous: row r starts at
+// data + r * RowBytes(dtype, cols). Not owning. MatMul computes x * W^T, so
+// `rows` is the output dimension and `cols` the input dimension.
+struct WeightView {
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const void* data = nullptr;
+};
+
+// A weight made ready for a backend: `view` is what ops take; `storage` (may
+// be null when the view aliases host memory, e.g. the CPU backend reading an
+// mmapped file) keeps the backing memory alive.
+struct PreparedWeight {
+  WeightView view;
+  std::unique_ptr<Buffer> storage;
+};
+
+// Rotary position embedding. `inv_freq` has head_dim/2 entries (host memory;
+// backends copy it where needed) and already includes any frequency scaling
+// (Llama-3.1). rotate_half=false rotates interleaved pairs (2i, 2i+1), the
+// layout of llama.cpp-converted GGUF Q/K; rotate_half=true rotates (i,
+// i+head_dim/2), the layout of Hugging Face checkpoints.
+struct RopeParams {
+  int32_t head_dim = 0;
+  bool rotate_half = false;
+  const float* inv_freq = nullptr;
+};
+
+// One layer of the paged KV cache. Block b holds the keys/values of
+// `block_size` consecutive positions of one sequence:
+//   k: [num_blocks, block_size, n_k_heads, head_dim]
+//   v: [num_blocks, block_size, n_v_heads, head_dim]
+// With CHAI, n_k_heads may be smaller than n_v_heads (only cluster
+// representatives' keys are stored).
+struct KvLayer {
+  float* k = nullptr;
+  float* v = nullptr;
+  int32_t n_k_heads = 0;
+  int32_t n_v_heads = 0;
+  int32_t head_dim = 0;
+  int32_t block_size = 0;
+  int32_t num_blocks = 0;
+};
+
+// Where each token of a flat batch lives in the paged cache (backend memory).
+struct TokenPlacement {
+  int32_t n_tokens = 0;
+  const int32_t* seq = nullptr;           // [n_tokens] row of the token's sequence in block_tables
+  const int32_t* pos = nullptr;           // [n_tokens] position within its sequence
+  const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks] physical block ids
+  int32_t max_blocks = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+
+  // ---- memory ----
+  virtual absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) = 0;
+  virtual void CopyToDevice(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void Synchronize() = 0;
+
+  // Makes a host weight usable by MatMul/Embed. `host.data` must stay valid
+  // for the life of the returned weight when storage is null.
+  virtual absl::StatusOr<PreparedWeight> PrepareWeight(const WeightView& host) = 0;
+
+  // ---- ops (float32 activations) ----
+  // out[i, :] = dequantize(table row ids[i]). REQUIRES: 0 <= ids[i] < rows.
+  // out: [n, table.cols]
+  virtual void Embed(const WeightView& table, const int32_t* ids, int32_t n, float* out) = 0;
+
+  // out[i, :] = x[i, :] / sqrt(mean(x[i, :]^2) + eps) * w. x, out: [n, dim]; w: [dim].
+  virtual void RmsNorm(const float* x, const float* w, int32_t n, int32_t dim, float eps,
+                       float* out) = 0;
+
+  // y[m, w.rows] = x[m, w.cols] * W^T.
+  virtual void MatMul(const WeightView& w, const float* x, int32_t m, float* y) = 0;
+
+  // Rotates x in place. x: [n, heads, head_dim]; pos: [n].
+  virtual void Rope(float* x, const int32_t* pos, int32_t n, int32_t heads,
+                    const RopeParams& rope) = 0;
+
+  // out = silu(gate) * up, elementwise over n values.
+  virtual void SwiGlu(const float* gate, const float* up, int64_t n, float* out) = 0;
+
+  // x += y over n values.
+  virtual void Add(float* x, const float* y, int64_t n) = 0;
+
+  // dst[i, :] = src[rows[i], :]. src: [*, dim]; dst: [n, dim].
+  virtual void GatherRows(const float* src, const int32_t* rows, int32_t n, int32_t dim,
+                          float* dst) = 0;
+
+  // Writes each token's keys and values into its cache slot.
+  // k: [n_tokens, kv.n_k_heads, head_dim]; v: [n_tokens, kv.n_v_heads, head_dim].
+  virtual void StoreKv(const float* k, const float* v, const TokenPlacement& place,
+                       KvLayer& kv) = 0;
+
+  // Causal attention of each token over its sequence's cached positions
+  // 0..pos (inclusive; StoreKv must have run for them). Grouped-query:
+  // query head h reads kv head h / (n_q_heads / n_v_heads).
+  // q, out: [n_tokens, n_q_heads, head_dim]. Scale 1/sqrt(head_dim).
+  virtual void Attention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
+                         const KvLayer& kv, float* out) = 0;
+};
+
+}  // namespace chai::kernels
+
+#endif  // CHAI_KERNELS_BACKEND_H_

@@ -1,0 +1,124 @@
+#include "kernels/cpu/cpu_backend.h"
+
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace chai::kernels {
+namespace {
+
+constexpr size_t kAlignment = 64;  // a cache line; also enough for any SIMD load
+
+class HostBuffer final : public Buffer {
+ public:
+  HostBuffer(void* data, size_t size) : data_(data), size_(size) {}
+  ~HostBuffer() override { ::operator delete(data_, std::align_val_t(kAlignment)); }
+  void* data() override { return data_; }
+  size_t size() const override { return size_; }
+
+ private:
+  void* data_;
+  size_t size_;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const CpuBackendOptions& options)
+      : pool_(options.threads), matmul_(&pool_, options.matmul_impl, options.activation_mode) {}
+
+  std::string_view name() const override { return "cpu"; }
+
+  absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) override {
+    // Round up so SIMD loops may read whole cache lines at the end.
+    const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    void* p = ::operator new(rounded == 0 ? kAlignment : rounded, std::align_val_t(kAlignment),
+                             std::nothrow);
+    if (p == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot allocate ", bytes, " bytes"));
+    }
+    return std::make_unique<HostBuffer>(p, bytes);
+  }
+
+  void CopyToDevice(void* dst, const void* host_src, size_t bytes) override {
+    std::memcpy(dst, host_src, bytes);
+  }
+  void CopyToHost(void* host_dst, const void* src, size_t bytes) override {
+    std::memcpy(host_dst, src, bytes);
+  }
+  void Synchronize() override {}
+
+  absl::StatusOr<PreparedWeight> PrepareWeight(const WeightView& host) override {
+    if (host.rows < 0 || host.cols < 0 || (host.data == nullptr && host.rows * host.cols > 0)) {
+      return absl::InvalidArgumentError("cpu: weight view without data or with negative shape");
+    }
+    if (RowBytes(host.dtype, host.cols) < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("cpu: ", Name(host.dtype), " weight with ",
+                                                     host.cols, " columns (not whole blocks)"));
+    }
+    return PreparedWeight{host, nullptr};
+  }
+
+  void Embed(const WeightView& table, const int32_t* ids, int32_t n, float* out) override {
+    cpu::EmbedRows(table, ids, n, out);
+  }
+  void RmsNorm(const float* x, const float* w, int32_t n, int32_t dim, float eps,
+               float* out) override {
+    cpu::RmsNormRows(x, w, n, dim, eps, out);
+  }
+  void MatMul(const WeightView& w, const float* x, int32_t m, float* y) override {
+    matmul_.Run(w, x, m, y);
+  }
+  void Rope(float* x, const int32_t* pos, int32_t n, int32_t heads,
+            const RopeParams& rope) override {
+    cpu::RopeRows(x, pos, n, heads, rope);
+  }
+  void SwiGlu(const float* gate, const float* up, int64_t n, float* out) override {
+    cpu::SwiGluValues(gate, up, n, out);
+  }
+  void Add(float* x, const float* y, int64_t n) override { cpu::AddValues(x, y, n); }
+  void GatherRows(const float* src, const int32_t* rows, int32_t n, int32_t dim,
+                  float* dst) override {
+    cpu::GatherRowsOf(src, rows, n, dim, dst);
+  }
+  void StoreKv(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv) override {
+    cpu::StoreKvRows(k, v, place, kv);
+  }
+  void Attention(const float* q, int32_t n_q_heads, const TokenPlacement& place, const KvLayer& kv,
+                 float* out) override {
+    cpu::PagedAttention(q, n_q_heads, place, kv, out, &pool_);
+  }
+
+ private:
+  cpu::ThreadPool pool_;
+  cpu::MatMul matmul_;
+};
+
+}  // namespace
+
+absl::Status CpuBackendOptions::Validate() const {
+  if (threads < 0 || threads > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat("cpu: threads must be 0..1024, got ", threads));
+  }
+  if (!cpu::MatMulImplAvailable(matmul_impl)) {
+    return absl::InvalidArgumentError("cpu: AVX2+FMA kernels requested but the CPU lacks them");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackendOrError(const CpuBackendOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  return std::make_unique<CpuBackend>(options);
+}
+
+std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options) {
+  absl::StatusOr<std::unique_ptr<Backend>> backend = CreateCpuBackendOrError(options);
+  if (!backend.ok()) return nullptr;
+  return *std::move(backend);
+}
+
+}  // namespace chai::kernels

@@ -1,0 +1,43 @@
+// The CPU implementation of kernels/backend.h: host memory, a fixed thread
+// pool, SIMD matmul (AVX2+FMA when the CPU has it, scalar otherwise).
+//
+// Ops run synchronously on the calling thread plus the pool; Synchronize() is
+// a no-op. Weights are used in place: PrepareWeight returns a view of the
+// caller's memory (zero copy), so an mmapped GGUF is read directly.
+//
+// Determinism: every op's value for a token row is bit-identical whatever the
+// batch composition and the thread count (DESIGN.md section 3); see
+// kernels/cpu/matmul.h for the matmul argument.
+//
+// Thread-safety: as Backend -- one engine thread at a time.
+#ifndef CHAI_KERNELS_CPU_CPU_BACKEND_H_
+#define CHAI_KERNELS_CPU_CPU_BACKEND_H_
+
+#include <memory>
+
+#include "absl/status/status.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/matmul.h"
+
+namespace chai::kernels {
+
+struct CpuBackendOptions {
+  int threads = 0;  // total threads including the caller; 0 = hardware concurrency
+  // Kernel family; kAuto picks AVX2 when available. Tests force kScalar.
+  cpu::MatMulImpl matmul_impl = cpu::MatMulImpl::kAuto;
+  // How quantized weights meet activations (kernels/cpu/matmul.h): kFloat
+  // matches a float32 reference; kInt8 is llama.cpp's faster-at-batch,
+  // less accurate scheme, kept for benchmarks.
+  cpu::ActivationMode activation_mode = cpu::ActivationMode::kFloat;
+
+  absl::Status Validate() const;
+};
+
+// Returns nullptr only if `options` fail Validate(); prefer
+// CreateCpuBackendOrError to get the reason.
+std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options = {});
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackendOrError(const CpuBackendOptions& options);
+
+}  // namespace chai::kernels
+
+#endif  // CHAI_KERNELS_CPU_CPU_BACKEND_H_

@@ -1,0 +1,217 @@
+// chai_kernels_bench: the machine's memory read bandwidth and the CPU matmul
+// on the default model's shapes (SmolLM2-135M, Q4_1 layers + Q8_0 output).
+//
+// Decode at batch 1 is bound by streaming the weights, so the number that
+// matters is weight bytes read per second as a share of the measured read
+// bandwidth ("bw_share"). Every matmul benchmark cycles through copies of its
+// weights totalling well over the last-level cache, so the weights come from
+// DRAM as in a real decode step; BM_DecodeWeights runs the whole model's
+// matrices in forward order (~100 MB, also larger than the LLC).
+//
+// Counters: weight_bytes_per_s, tokens_per_s, and bw_share (weight bytes/s
+// divided by the read bandwidth measured once at start-up; Google Benchmark
+// prints it with a "/s" suffix because it is computed as a rate).
+// Threads: CHAI_BENCH_THREADS (default: hardware concurrency). Numbers are
+// only meaningful on an otherwise idle machine: check the load average.
+//
+// Matmul benchmarks run in both activation modes (kernels/cpu/matmul.h): the
+// last argument is 0 for ActivationMode::kFloat (the default: dequantized
+// weights, float activations) and 1 for kInt8 (8-bit activations, integer
+// dot products); the label says which.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/memory_bandwidth.h"
+#include "kernels/cpu/test_util.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace chai::kernels::cpu {
+namespace {
+
+constexpr int64_t kDim = 576, kFfn = 1536, kKvDim = 192, kVocab = 49152, kLayers = 30;
+constexpr size_t kColdBytes = size_t{256} << 20;  // >> any LLC we expect
+
+int BenchThreads() {
+  const char* env = std::getenv("CHAI_BENCH_THREADS");
+  return env != nullptr ? std::max(1, std::atoi(env)) : 0;
+}
+
+ThreadPool& Pool() {
+  static ThreadPool* pool = new ThreadPool(BenchThreads());
+  return *pool;
+}
+
+struct AlignedBytes {
+  explicit AlignedBytes(size_t n)
+      : size(n), data(static_cast<uint8_t*>(::operator new(n, std::align_val_t(64)))) {}
+  ~AlignedBytes() { ::operator delete(data, std::align_val_t(64)); }
+  AlignedBytes(const AlignedBytes&) = delete;
+  AlignedBytes& operator=(const AlignedBytes&) = delete;
+  size_t size;
+  uint8_t* data;
+};
+
+double ReadBandwidth() {
+  static const double bw = MeasureReadBandwidth(Pool());
+  return bw;
+}
+
+// One figure per run (best of 5 passes over 512 MiB); reported as a counter so
+// it sits in the same table as the matmul numbers it normalises.
+void BM_MemoryReadBandwidth(benchmark::State& state) {
+  double bw = 0;
+  for (auto _ : state) bw = MeasureReadBandwidth(Pool());
+  state.counters["bytes_per_s"] = bw;
+  state.counters["threads"] = Pool().num_threads();
+}
+BENCHMARK(BM_MemoryReadBandwidth)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// A weight matrix and as many byte-identical copies at distinct addresses as
+// needed to exceed kColdBytes, so cycling through them defeats the caches.
+struct ColdWeights {
+  ColdWeights(DType t, int64_t rows, int64_t cols) : type(t), rows(rows), cols(cols) {
+    std::mt19937 rng(7);
+    const std::vector<uint8_t> one = testing::RandomWeightBytes(t, rows, cols, rng);
+    bytes = one.size();
+    copies = std::max<size_t>(2, kColdBytes / bytes + 1);
+    storage = std::make_unique<AlignedBytes>(bytes * copies);
+    for (size_t c = 0; c < copies; ++c) std::memcpy(storage->data + c * bytes, one.data(), bytes);
+  }
+  WeightView view(size_t i) const {
+    return {type, rows, cols, storage->data + (i % copies) * bytes};
+  }
+  DType type;
+  int64_t rows, cols;
+  size_t bytes = 0, copies = 0;
+  std::unique_ptr<AlignedBytes> storage;
+};
+
+void SetCounters(benchmark::State& state, double bytes_per_iter, int64_t m) {
+  state.counters["weight_bytes_per_s"] = benchmark::Counter(
+      bytes_per_iter * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(static_cast<double>(m * state.iterations()), benchmark::Counter::kIsRate);
+  // Share of read bandwidth; only meaningful when weight streaming is the
+  // bottleneck (m = 1). The denominator is measured once per process.
+  state.counters["bw_share"] =
+      benchmark::Counter(bytes_per_iter * static_cast<double>(state.iterations()) / ReadBandwidth(),
+                         benchmark::Counter::kIsRate);
+}
+
+ActivationMode ModeArg(int64_t v) {
+  return v == 0 ? ActivationMode::kFloat : ActivationMode::kInt8;
+}
+const char* ModeLabel(ActivationMode mode) {
+  return mode == ActivationMode::kFloat ? "float-act" : "int8-act";
+}
+
+// Args: dtype, rows, cols, m, mode (0 float, 1 int8).
+void BM_MatMul(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  const int64_t rows = state.range(1), cols = state.range(2), m = state.range(3);
+  const ActivationMode mode = ModeArg(state.range(4));
+  static std::unique_ptr<ColdWeights> cache;
+  if (!cache || cache->type != t || cache->rows != rows || cache->cols != cols) {
+    cache.reset();
+    cache = std::make_unique<ColdWeights>(t, rows, cols);
+  }
+  std::mt19937 rng(8);
+  const std::vector<float> x = testing::RandomFloats(m * cols, rng);
+  std::vector<float> y(m * rows);
+  MatMul mm(&Pool(), MatMulImpl::kAuto, mode);
+  ReadBandwidth();
+  size_t i = 0;
+  for (auto _ : state) {
+    mm.Run(cache->view(i++), x.data(), m, y.data());
+    benchmark::ClobberMemory();
+  }
+  SetCounters(state, static_cast<double>(cache->bytes), m);
+  state.SetLabel(std::string(Name(t)) + " " + ModeLabel(mode));
+}
+
+void MatMulArgs(benchmark::internal::Benchmark* b) {
+  const int64_t q41 = static_cast<int64_t>(DType::kQ4_1);
+  const int64_t q80 = static_cast<int64_t>(DType::kQ8_0);
+  for (int64_t mode : {0, 1}) {
+    for (int64_t m : {1, 8, 32}) {
+      b->Args({q41, kDim, kDim, m, mode});    // attn q, o
+      b->Args({q41, kKvDim, kDim, m, mode});  // attn k, v
+      b->Args({q41, kFfn, kDim, m, mode});    // ffn gate, up
+      b->Args({q41, kDim, kFfn, m, mode});    // ffn down
+      b->Args({q80, kVocab, kDim, m, mode});  // output (tied embedding)
+    }
+  }
+}
+BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->UseRealTime();
+
+// Every matrix of one SmolLM2-135M forward pass, in order, at batch m: the
+// weight traffic of one decode step (attention and norms excluded).
+// Args: m, mode (0 float, 1 int8).
+void BM_DecodeWeights(benchmark::State& state) {
+  const int64_t m = state.range(0);
+  const ActivationMode mode = ModeArg(state.range(1));
+  struct Shape {
+    DType t;
+    int64_t rows, cols;
+  };
+  std::vector<Shape> shapes;
+  for (int l = 0; l < kLayers; ++l) {
+    for (Shape s : {Shape{DType::kQ4_1, kDim, kDim}, Shape{DType::kQ4_1, kKvDim, kDim},
+                    Shape{DType::kQ4_1, kKvDim, kDim}, Shape{DType::kQ4_1, kDim, kDim},
+                    Shape{DType::kQ4_1, kFfn, kDim}, Shape{DType::kQ4_1, kFfn, kDim},
+                    Shape{DType::kQ4_1, kDim, kFfn}}) {
+      shapes.push_back(s);
+    }
+  }
+  shapes.push_back({DType::kQ8_0, kVocab, kDim});
+  static std::unique_ptr<AlignedBytes> model;
+  static std::vector<WeightView> views;
+  if (!model) {
+    size_t total = 0;
+    for (const Shape& s : shapes) total += RowBytes(s.t, s.cols) * s.rows;
+    model = std::make_unique<AlignedBytes>(total);
+    std::mt19937 rng(9);
+    size_t off = 0;
+    for (const Shape& s : shapes) {
+      const std::vector<uint8_t> w = testing::RandomWeightBytes(s.t, s.rows, s.cols, rng);
+      std::memcpy(model->data + off, w.data(), w.size());
+      views.push_back({s.t, s.rows, s.cols, model->data + off});
+      off += w.size();
+    }
+  }
+  std::mt19937 rng(10);
+  const std::vector<float> x = testing::RandomFloats(m * kFfn, rng);
+  std::vector<float> y(m * kVocab);
+  MatMul mm(&Pool(), MatMulImpl::kAuto, mode);
+  ReadBandwidth();
+  for (auto _ : state) {
+    for (const WeightView& v : views) mm.Run(v, x.data(), m, y.data());
+    benchmark::ClobberMemory();
+  }
+  SetCounters(state, static_cast<double>(model->size), m);
+  state.counters["model_mb"] = static_cast<double>(model->size) / 1e6;
+  state.SetLabel(ModeLabel(mode));
+}
+// Modes interleaved per batch size, so a change in machine load during the
+// run hits both alike.
+BENCHMARK(BM_DecodeWeights)
+    ->ArgsProduct({{1, 8, 32}, {0, 1}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace chai::kernels::cpu
+
+BENCHMARK_MAIN();

@@ -1,0 +1,38 @@
+// Internal to the CPU matmul: helpers shared by the AVX2 kernel files
+// (matmul_avx2.cc, matmul_avx2_float.cc). Everything here is compiled for
+// AVX2+FMA+F16C through target attributes; callers must check
+// CpuHasAvx2Fma() before running any of it.
+#ifndef CHAI_KERNELS_CPU_MATMUL_AVX2_COMMON_H_
+#define CHAI_KERNELS_CPU_MATMUL_AVX2_COMMON_H_
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#define CHAI_AVX2 __attribute__((target("avx2,fma,f16c")))
+// NR-long loops over per-row accumulators are unrolled (#pragma GCC unroll)
+// so the accumulators live in registers; -O2 alone keeps them on the stack.
+#define CHAI_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+
+namespace chai::kernels::cpu::internal {
+
+// Horizontal sum with the same reduction tree as the scalar Reduce8:
+// ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
+CHAI_AVX2_INLINE float Hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// IEEE half -> float (exact).
+CHAI_AVX2_INLINE float Half(uint16_t h) { return _cvtsh_ss(h); }
+
+template <typename T>
+CHAI_AVX2_INLINE const T* RowPtr(const void* act, int64_t stride, int r) {
+  return reinterpret_cast<const T*>(static_cast<const char*>(act) + r * stride);
+}
+
+}  // namespace chai::kernels::cpu::internal
+
+#endif  // CHAI_KERNELS_CPU_MATMUL_AVX2_COMMON_H_

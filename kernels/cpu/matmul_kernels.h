@@ -1,0 +1,112 @@
+// Internal to the CPU matmul: activation block formats and the per-row dot
+// kernels that matmul.cc drives. Not for use outside kernels/cpu/.
+//
+// Two kernel families serve the quantized weight types (see matmul.h for the
+// trade-off): ActivationMode::kFloat kernels dequantize each 32-element chunk
+// of a weight row into floats (exactly DequantizeRow's values) and FMA them
+// with float activations; ActivationMode::kInt8 kernels take activation rows
+// quantized to 8-bit blocks and use integer block dot products. F32/F16/BF16
+// weights always use float activations.
+//
+// A RowDotFn computes the dot products of ONE weight row with `nr` (1..kMaxTile)
+// activation rows. The kernels keep a separate accumulator per activation row
+// and update it with the same instruction sequence whatever nr is, so the
+// value for an activation row is bit-identical for every nr (and therefore
+// for every batch size); nr > 1 only shares the weight loads and unpacking.
+//
+// Thread-safety: pure functions.
+#ifndef CHAI_KERNELS_CPU_MATMUL_KERNELS_H_
+#define CHAI_KERNELS_CPU_MATMUL_KERNELS_H_
+
+#include <cstdint>
+
+#include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/dtype.h"
+
+namespace chai::kernels::cpu::internal {
+
+// Activation rows per kernel call: int8-activation and float-weight kernels.
+inline constexpr int kMaxTile = 4;
+// Float-activation kernels of the quantized types: a dequantized chunk (4
+// registers) is reused by up to 8 rows, each with one 8-lane accumulator.
+inline constexpr int kMaxTileDequant = 8;
+
+// 8-bit activation block for the 32-element weight types (Q4_0, Q4_1, Q8_0).
+// x[i] ~= d * qs[i]; s = d * sum(qs) (Q4_0's -8 offset and Q4_1's min).
+struct BlockQ8x32 {
+  float d;
+  float s;
+  int8_t qs[kQK];
+};
+static_assert(sizeof(BlockQ8x32) == 40);
+
+// 8-bit activation block for the K-quants. bsums[g] = sum(qs[16g..16g+15]),
+// needed for the K-quants' mins and Q6_K's -32 offset.
+struct BlockQ8xK {
+  float d;
+  int16_t bsums[kQKK / 16];
+  int8_t qs[kQKK];
+};
+static_assert(sizeof(BlockQ8xK) == 292);
+
+// The activation representation a weight type's kernels consume.
+enum class ActFormat { kF32, kQ8x32, kQ8xK };
+// kF32 for every type in ActivationMode::kFloat and for the float types.
+ActFormat ActFormatFor(DType t, ActivationMode mode);
+
+// Bytes of one activation row of `cols` elements in `f`.
+int64_t ActRowBytes(ActFormat f, int64_t cols);
+
+// Quantizes one activation row. Round-to-nearest-even, |qs| <= 127.
+// REQUIRES: cols is a multiple of the block size.
+void QuantizeActRow(ActFormat f, const float* x, int64_t cols, void* out);
+
+// out[r * out_stride] = <w_row, act row r>, r < nr. Activation row r starts
+// at act + r * act_stride bytes. `cols` is the row length in elements.
+using RowDotFn = void (*)(const void* w_row, const void* act, int64_t act_stride, int nr,
+                          int64_t cols, float* out, int64_t out_stride);
+
+// Portable kernels; defined for every DType. For the quantized types they
+// take ActFormatFor(t, kInt8) activations; nr <= kMaxTile.
+RowDotFn ScalarRowDot(DType t);
+// AVX2+FMA kernels, or nullptr when not compiled in for `t`.
+// REQUIRES: the CPU supports AVX2 and FMA (see CpuHasAvx2Fma()).
+RowDotFn Avx2RowDot(DType t);
+bool CpuHasAvx2Fma();
+
+// Float-activation kernels of the quantized types (nullptr for F32/F16/BF16,
+// which ScalarRowDot/Avx2RowDot serve); nr <= kMaxTileDequant. The reduction
+// order of each output, shared by both implementations: per 32-element chunk
+// c (in element order) an 8-lane partial p[k] = sum over g = 0..3 of
+// w[32c+8g+k] * x[32c+8g+k] (g in order), added to an 8-lane accumulator
+// acc[k] += p[k]; the result is the Reduce8/Hsum tree of acc. The scalar
+// kernel rounds each product and sum; the AVX2 one fuses them (FMA).
+RowDotFn ScalarDequantRowDot(DType t);
+RowDotFn Avx2DequantRowDot(DType t);
+
+// AVX2 batch path of the float-activation kernels: DequantRowFn writes a
+// weight row's cols values (the same registers the fused kernel computes, so
+// exactly DequantizeRow's values) to out; the RowDotFn of
+// Avx2PreDequantRowDot() then takes that float row as w_row and runs the
+// fused kernel's accumulation (same instructions, same order), so its results
+// are bit-identical to Avx2DequantRowDot's. Lets a batch dequantize each
+// weight row once instead of once per activation tile.
+using DequantRowFn = void (*)(const void* w_row, int64_t cols, float* out);
+DequantRowFn Avx2DequantRow(DType t);  // nullptr for F32/F16/BF16
+RowDotFn Avx2PreDequantRowDot();
+
+// The kernel Run uses for a weight type, mode and (resolved) implementation.
+struct KernelChoice {
+  RowDotFn fn = nullptr;
+  ActFormat format = ActFormat::kF32;
+  int max_tile = kMaxTile;
+  // Set for AVX2 float-activation quantized types: the batch path above.
+  DequantRowFn dequant_row = nullptr;
+  RowDotFn predequant_fn = nullptr;
+};
+KernelChoice ChooseKernel(DType t, ActivationMode mode, MatMulImpl impl);
+
+}  // namespace chai::kernels::cpu::internal
+
+#endif  // CHAI_KERNELS_CPU_MATMUL_KERNELS_H_

@@ -1,0 +1,336 @@
+#include "kernels/cpu/matmul.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/test_util.h"
+
+namespace chai::kernels::cpu {
+namespace {
+
+using testing::DequantizeMatrix;
+using testing::RandomFloats;
+using testing::RandomWeightBytes;
+
+constexpr DType kAllTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0, DType::kQ4_1,
+                               DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+
+// Columns: several K-quant super-blocks; F32 also gets a ragged width to
+// exercise the SIMD tails.
+int64_t ColsFor(DType t) { return t == DType::kF32 ? 300 : 768; }
+
+std::vector<MatMulImpl> Impls() {
+  std::vector<MatMulImpl> impls = {MatMulImpl::kScalar};
+  if (MatMulImplAvailable(MatMulImpl::kAvx2)) impls.push_back(MatMulImpl::kAvx2);
+  return impls;
+}
+
+std::string ImplName(MatMulImpl impl) { return impl == MatMulImpl::kAvx2 ? "avx2" : "scalar"; }
+
+constexpr ActivationMode kModes[] = {ActivationMode::kFloat, ActivationMode::kInt8};
+
+std::string ModeName(ActivationMode mode) {
+  return mode == ActivationMode::kFloat ? "float-act" : "int8-act";
+}
+
+struct Problem {
+  DType type;
+  int64_t rows, cols, m;
+  std::vector<uint8_t> w;
+  std::vector<float> x;
+  WeightView view() const { return {type, rows, cols, w.data()}; }
+};
+
+Problem MakeProblem(DType t, int64_t rows, int64_t m, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Problem p{t, rows, ColsFor(t), m, {}, {}};
+  p.w = RandomWeightBytes(t, rows, p.cols, rng);
+  p.x = RandomFloats(m * p.cols, rng);
+  // Make a few activation blocks badly scaled: outliers stress quantization.
+  for (int64_t i = 0; i < m; i += 3) p.x[i * p.cols + 5] *= 40.0f;
+  return p;
+}
+
+std::vector<float> RunMatMul(const Problem& p, MatMulImpl impl, int threads, int64_t m,
+                             const float* x, ActivationMode mode) {
+  ThreadPool pool(threads);
+  MatMul mm(&pool, impl, mode);
+  std::vector<float> y(m * p.rows, std::nanf(""));
+  mm.Run(p.view(), x, m, y.data());
+  return y;
+}
+
+// Accuracy against a float64 product of the dequantized weights. The bound is
+// derived, not tuned: float32 accumulation of <= 4 + cols/32 + 3 roundings
+// per term is < 2e-6 of sum |x_k w_k| for these lengths, so 1e-5 of it (the
+// whole bound in float-activation mode). In int8 mode, 8-bit activation
+// quantization also moves each x_k by at most half a step (amax of its block
+// / 254), adding sum_k |w_k| * step_k/2.
+TEST(MatMulTest, MatchesFloat64ReferenceWithinDerivedBound) {
+  for (ActivationMode mode : kModes) {
+    for (MatMulImpl impl : Impls()) {
+      for (DType t : kAllTypes) {
+        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ModeName(mode));
+        const Problem p = MakeProblem(t, 37, 5, 1);
+        const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
+        const std::vector<float> y = RunMatMul(p, impl, 2, p.m, p.x.data(), mode);
+        const internal::ActFormat f = internal::ActFormatFor(t, mode);
+        const int64_t qblock = f == internal::ActFormat::kQ8x32  ? 32
+                               : f == internal::ActFormat::kQ8xK ? 256
+                                                                 : 0;
+        for (int64_t i = 0; i < p.m; ++i) {
+          const float* xi = &p.x[i * p.cols];
+          for (int64_t j = 0; j < p.rows; ++j) {
+            const float* wj = &wf[j * p.cols];
+            double ref = 0, abs_sum = 0, quant_bound = 0;
+            for (int64_t k = 0; k < p.cols; ++k) {
+              ref += double{xi[k]} * wj[k];
+              abs_sum += std::fabs(double{xi[k]} * wj[k]);
+            }
+            for (int64_t b0 = 0; qblock > 0 && b0 < p.cols; b0 += qblock) {
+              double amax = 0, wabs = 0;
+              for (int64_t k = b0; k < b0 + qblock; ++k) {
+                amax = std::max(amax, std::fabs(double{xi[k]}));
+                wabs += std::fabs(double{wj[k]});
+              }
+              quant_bound += wabs * amax / 254.0 * 1.0001;
+            }
+            const double tol = quant_bound + 1e-5 * abs_sum + 1e-30;
+            ASSERT_LE(std::fabs(y[i * p.rows + j] - ref), tol)
+                << "row " << i << " col " << j << " ref " << ref << " got " << y[i * p.rows + j];
+          }
+        }
+      }
+    }
+  }
+}
+
+// The same integer block dot products, accumulated in a different float
+// order: within 1e-5 of sum |x_k w_k| (stated tolerance for SIMD vs scalar).
+// The activations as the kernels see them: x_hat = d * q after 8-bit
+// quantization (identity for float weight types).
+std::vector<float> QuantizedActivations(DType t, const float* x, int64_t cols) {
+  const internal::ActFormat f = internal::ActFormatFor(t, ActivationMode::kInt8);
+  std::vector<float> out(x, x + cols);
+  if (f == internal::ActFormat::kF32) return out;
+  std::vector<char> buf(internal::ActRowBytes(f, cols));
+  internal::QuantizeActRow(f, x, cols, buf.data());
+  const int64_t block = f == internal::ActFormat::kQ8x32 ? 32 : 256;
+  for (int64_t b = 0; b < cols / block; ++b) {
+    float d;
+    const int8_t* qs;
+    if (f == internal::ActFormat::kQ8x32) {
+      const auto* blk = reinterpret_cast<const internal::BlockQ8x32*>(buf.data()) + b;
+      d = blk->d;
+      qs = blk->qs;
+      int32_t sum = 0;
+      for (int i = 0; i < 32; ++i) sum += qs[i];
+      EXPECT_EQ(blk->s, d * static_cast<float>(sum));
+    } else {
+      const auto* blk = reinterpret_cast<const internal::BlockQ8xK*>(buf.data()) + b;
+      d = blk->d;
+      qs = blk->qs;
+      for (int g = 0; g < 16; ++g) {
+        int32_t sum = 0;
+        for (int i = 0; i < 16; ++i) sum += qs[16 * g + i];
+        EXPECT_EQ(blk->bsums[g], sum);
+      }
+    }
+    for (int64_t i = 0; i < block; ++i) out[b * block + i] = d * static_cast<float>(qs[i]);
+  }
+  return out;
+}
+
+// Int8 mode: given the quantized activations, the only error left is float
+// rounding: within 1e-5 of sum |x_hat_k w_k| of the float64 product. Catches
+// any mistake in the integer block arithmetic (offsets, mins, scales).
+TEST(MatMulTest, Int8ModeMatchesFloat64ProductOfQuantizedActivations) {
+  for (MatMulImpl impl : Impls()) {
+    for (DType t : kAllTypes) {
+      SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl));
+      const Problem p = MakeProblem(t, 37, 5, 6);
+      const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
+      const std::vector<float> y = RunMatMul(p, impl, 2, p.m, p.x.data(), ActivationMode::kInt8);
+      for (int64_t i = 0; i < p.m; ++i) {
+        const std::vector<float> xq = QuantizedActivations(t, &p.x[i * p.cols], p.cols);
+        for (int64_t j = 0; j < p.rows; ++j) {
+          double ref = 0, abs_sum = 0;
+          for (int64_t k = 0; k < p.cols; ++k) {
+            ref += double{xq[k]} * wf[j * p.cols + k];
+            abs_sum += std::fabs(double{xq[k]} * wf[j * p.cols + k]);
+          }
+          ASSERT_NEAR(y[i * p.rows + j], ref, 1e-5 * abs_sum) << "row " << i << " col " << j;
+        }
+      }
+    }
+  }
+}
+
+// Stated tolerance, both modes: AVX2 within 1e-5 of sum |x_k w_k| of the
+// scalar kernels (same block arithmetic; FMA vs separate rounding, and in int8
+// mode a different float accumulation order).
+TEST(MatMulTest, Avx2MatchesScalar) {
+  if (!MatMulImplAvailable(MatMulImpl::kAvx2)) GTEST_SKIP() << "CPU has no AVX2+FMA";
+  for (ActivationMode mode : kModes) {
+    for (DType t : kAllTypes) {
+      SCOPED_TRACE(std::string(Name(t)) + " " + ModeName(mode));
+      const Problem p = MakeProblem(t, 45, 9, 2);
+      const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
+      const std::vector<float> ys = RunMatMul(p, MatMulImpl::kScalar, 1, p.m, p.x.data(), mode);
+      const std::vector<float> yv = RunMatMul(p, MatMulImpl::kAvx2, 2, p.m, p.x.data(), mode);
+      for (int64_t i = 0; i < p.m; ++i) {
+        for (int64_t j = 0; j < p.rows; ++j) {
+          double abs_sum = 0;
+          for (int64_t k = 0; k < p.cols; ++k) {
+            abs_sum += std::fabs(double{p.x[i * p.cols + k]} * wf[j * p.cols + k]);
+          }
+          ASSERT_NEAR(yv[i * p.rows + j], ys[i * p.rows + j], 1e-5 * abs_sum)
+              << "row " << i << " col " << j;
+        }
+      }
+    }
+  }
+}
+
+// DESIGN.md section 3: a row's result is bit-identical whatever the batch
+// size, whatever the other rows hold, wherever the row sits and however many
+// threads run.
+TEST(MatMulTest, BitIdenticalAcrossBatchPositionAndThreads) {
+  for (ActivationMode mode : kModes) {
+    for (MatMulImpl impl : Impls()) {
+      for (DType t : kAllTypes) {
+        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ModeName(mode));
+        const int64_t m = 37;  // several full tiles plus a ragged one
+        const Problem p = MakeProblem(t, 50, m, 3);
+        // Reference: each row alone (m = 1), one thread.
+        std::vector<float> alone(m * p.rows);
+        for (int64_t i = 0; i < m; ++i) {
+          const std::vector<float> y = RunMatMul(p, impl, 1, 1, &p.x[i * p.cols], mode);
+          std::copy(y.begin(), y.end(), alone.begin() + i * p.rows);
+        }
+        for (int threads : {1, 2, 3, 5}) {
+          const std::vector<float> y = RunMatMul(p, impl, threads, m, p.x.data(), mode);
+          ASSERT_EQ(0, std::memcmp(y.data(), alone.data(), y.size() * sizeof(float)))
+              << "threads " << threads;
+        }
+        // Rows permuted and mixed with unrelated rows: each still matches.
+        std::mt19937 rng(4);
+        std::vector<int64_t> order(m);
+        for (int64_t i = 0; i < m; ++i) order[i] = i;
+        std::shuffle(order.begin(), order.end(), rng);
+        const int64_t m2 = m + 6;
+        std::vector<float> x2 = RandomFloats(m2 * p.cols, rng, 7.0f);
+        for (int64_t i = 0; i < m; ++i) {
+          std::copy_n(&p.x[order[i] * p.cols], p.cols, &x2[(i + 3) * p.cols]);
+        }
+        const std::vector<float> y2 = RunMatMul(p, impl, 2, m2, x2.data(), mode);
+        for (int64_t i = 0; i < m; ++i) {
+          ASSERT_EQ(0, std::memcmp(&y2[(i + 3) * p.rows], &alone[order[i] * p.rows],
+                                   p.rows * sizeof(float)))
+              << "row " << order[i] << " at position " << i + 3;
+        }
+      }
+    }
+  }
+}
+
+// Wide rows take smaller activation tiles (L1 budget) and, for m > tile,
+// the dequantize-once batch path: still bit-identical to each row alone.
+TEST(MatMulTest, BitIdenticalForWideRowsAndBatchPath) {
+  for (MatMulImpl impl : Impls()) {
+    for (DType t : {DType::kQ4_1, DType::kQ8_0, DType::kQ6_K}) {
+      SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl));
+      std::mt19937 rng(12);
+      const int64_t rows = 40, cols = 1536;
+      Problem p{t, rows, cols, 0, RandomWeightBytes(t, rows, cols, rng), {}};
+      for (int64_t m : {3, 4, 5, 9, 13}) {
+        const std::vector<float> x = RandomFloats(m * cols, rng);
+        const std::vector<float> y = RunMatMul(p, impl, 2, m, x.data(), ActivationMode::kFloat);
+        for (int64_t i = 0; i < m; ++i) {
+          const std::vector<float> alone =
+              RunMatMul(p, impl, 1, 1, &x[i * cols], ActivationMode::kFloat);
+          ASSERT_EQ(0, std::memcmp(&y[i * rows], alone.data(), rows * sizeof(float)))
+              << "m " << m << " row " << i;
+        }
+      }
+    }
+  }
+}
+
+// Float-activation mode dequantizes to exactly DequantizeRow's values: with
+// one-hot activation rows (x = identity) every product but one is a signed
+// zero and every sum exact, so y[i][j] must equal W[j][i] bit for bit, for
+// every element position of every block.
+TEST(MatMulTest, FloatModeUsesExactDequantizedWeights) {
+  for (MatMulImpl impl : Impls()) {
+    for (DType t : kAllTypes) {
+      SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl));
+      const Problem p = MakeProblem(t, 21, 1, 9);
+      const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
+      std::vector<float> eye(p.cols * p.cols, 0.0f);
+      for (int64_t k = 0; k < p.cols; ++k) eye[k * p.cols + k] = 1.0f;
+      const std::vector<float> y =
+          RunMatMul(p, impl, 2, p.cols, eye.data(), ActivationMode::kFloat);
+      for (int64_t k = 0; k < p.cols; ++k) {
+        for (int64_t j = 0; j < p.rows; ++j) {
+          ASSERT_EQ(y[k * p.rows + j], wf[j * p.cols + k]) << "weight row " << j << " col " << k;
+        }
+      }
+    }
+  }
+}
+
+// The default is float activations, and the two modes really differ: on
+// activations with outliers, int8 mode's quantization error exceeds the
+// float-rounding bound that float mode meets (so neither mode can silently
+// run the other's kernels).
+TEST(MatMulTest, DefaultIsFloatModeAndInt8ModeQuantizesActivations) {
+  ThreadPool pool(1);
+  EXPECT_EQ(MatMul(&pool).activation_mode(), ActivationMode::kFloat);
+  EXPECT_EQ(MatMul(&pool, MatMulImpl::kScalar, ActivationMode::kInt8).activation_mode(),
+            ActivationMode::kInt8);
+  for (MatMulImpl impl : Impls()) {
+    for (DType t : {DType::kQ4_1, DType::kQ8_0, DType::kQ6_K}) {
+      SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl));
+      const Problem p = MakeProblem(t, 16, 4, 11);
+      const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
+      const std::vector<float> yf = RunMatMul(p, impl, 1, p.m, p.x.data(), ActivationMode::kFloat);
+      const std::vector<float> yq = RunMatMul(p, impl, 1, p.m, p.x.data(), ActivationMode::kInt8);
+      double worst_float = 0, worst_int8 = 0;  // |error| / sum |x w|
+      for (int64_t i = 0; i < p.m; ++i) {
+        for (int64_t j = 0; j < p.rows; ++j) {
+          double ref = 0, abs_sum = 0;
+          for (int64_t k = 0; k < p.cols; ++k) {
+            ref += double{p.x[i * p.cols + k]} * wf[j * p.cols + k];
+            abs_sum += std::fabs(double{p.x[i * p.cols + k]} * wf[j * p.cols + k]);
+          }
+          worst_float = std::max(worst_float, std::fabs(yf[i * p.rows + j] - ref) / abs_sum);
+          worst_int8 = std::max(worst_int8, std::fabs(yq[i * p.rows + j] - ref) / abs_sum);
+        }
+      }
+      EXPECT_LE(worst_float, 1e-5);
+      EXPECT_GT(worst_int8, 1e-4);
+    }
+  }
+}
+
+TEST(MatMulTest, ZeroRowsOrBatchIsANoOp) {
+  const Problem p = MakeProblem(DType::kQ4_1, 16, 2, 5);
+  ThreadPool pool(2);
+  MatMul mm(&pool);
+  std::vector<float> y(32, 1.5f);
+  mm.Run(p.view(), p.x.data(), 0, y.data());
+  WeightView empty = p.view();
+  empty.rows = 0;
+  mm.Run(empty, p.x.data(), 2, y.data());
+  for (float v : y) EXPECT_EQ(v, 1.5f);
+}
+
+}  // namespace
+}  // namespace chai::kernels::cpu

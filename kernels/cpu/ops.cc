@@ -1,0 +1,160 @@
+#include "kernels/cpu/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "absl/container/inlined_vector.h"
+#include "kernels/cpu/dequantize.h"
+
+namespace chai::kernels::cpu {
+namespace {
+
+// Dot product with 8 lane-wise partial sums (the compiler vectorises this
+// without reassociating) and a fixed reduction tree: the order depends only
+// on n.
+inline float Dot(const float* a, const float* b, int32_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int32_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+  }
+  float tail = 0.0f;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  return (((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))) + tail;
+}
+
+// Address of position p's row for `head` in a paged cache tensor.
+inline const float* CacheRow(const float* base, const int32_t* block_table, int32_t p,
+                             int32_t block_size, int32_t heads, int32_t head, int32_t head_dim) {
+  const int64_t block = block_table[p / block_size];
+  const int64_t slot = block * block_size + p % block_size;
+  return base + (slot * heads + head) * head_dim;
+}
+
+}  // namespace
+
+void EmbedRows(const WeightView& table, const int32_t* ids, int32_t n, float* out) {
+  const int64_t row_bytes = RowBytes(table.dtype, table.cols);
+  const char* base = static_cast<const char*>(table.data);
+  for (int32_t i = 0; i < n; ++i) {
+    DequantizeRow(table.dtype, base + ids[i] * row_bytes, out + int64_t{i} * table.cols,
+                  table.cols);
+  }
+}
+
+void RmsNormRows(const float* x, const float* w, int32_t n, int32_t dim, float eps, float* out) {
+  for (int32_t i = 0; i < n; ++i) {
+    const float* xi = x + int64_t{i} * dim;
+    float* oi = out + int64_t{i} * dim;
+    const float mean = Dot(xi, xi, dim) / static_cast<float>(dim);
+    const float scale = 1.0f / std::sqrt(mean + eps);
+    for (int32_t j = 0; j < dim; ++j) oi[j] = (xi[j] * scale) * w[j];
+  }
+}
+
+void RopeRows(float* x, const int32_t* pos, int32_t n, int32_t heads, const RopeParams& rope) {
+  const int32_t half = rope.head_dim / 2;
+  absl::InlinedVector<float, 128> cos_v(half), sin_v(half);
+  for (int32_t t = 0; t < n; ++t) {
+    for (int32_t i = 0; i < half; ++i) {
+      // The angle is rounded to float as Hugging Face and llama.cpp do; cos
+      // and sin of that float are then evaluated in double and rounded once.
+      const float theta = static_cast<float>(pos[t]) * rope.inv_freq[i];
+      cos_v[i] = static_cast<float>(std::cos(static_cast<double>(theta)));
+      sin_v[i] = static_cast<float>(std::sin(static_cast<double>(theta)));
+    }
+    for (int32_t h = 0; h < heads; ++h) {
+      float* v = x + (int64_t{t} * heads + h) * rope.head_dim;
+      for (int32_t i = 0; i < half; ++i) {
+        const int32_t a = rope.rotate_half ? i : 2 * i;
+        const int32_t b = rope.rotate_half ? i + half : 2 * i + 1;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cos_v[i] - x1 * sin_v[i];
+        v[b] = x0 * sin_v[i] + x1 * cos_v[i];
+      }
+    }
+  }
+}
+
+void SwiGluValues(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = (g / (1.0f + std::exp(-g))) * up[i];
+  }
+}
+
+void AddValues(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void GatherRowsOf(const float* src, const int32_t* rows, int32_t n, int32_t dim, float* dst) {
+  for (int32_t i = 0; i < n; ++i) {
+    std::memcpy(dst + int64_t{i} * dim, src + int64_t{rows[i]} * dim, sizeof(float) * dim);
+  }
+}
+
+void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv) {
+  const size_t k_bytes = sizeof(float) * kv.n_k_heads * kv.head_dim;
+  const size_t v_bytes = sizeof(float) * kv.n_v_heads * kv.head_dim;
+  for (int32_t t = 0; t < place.n_tokens; ++t) {
+    const int32_t* table = place.block_tables + int64_t{place.seq[t]} * place.max_blocks;
+    const int32_t p = place.pos[t];
+    const int64_t slot = int64_t{table[p / kv.block_size]} * kv.block_size + p % kv.block_size;
+    std::memcpy(kv.k + slot * kv.n_k_heads * kv.head_dim,
+                k + int64_t{t} * kv.n_k_heads * kv.head_dim, k_bytes);
+    std::memcpy(kv.v + slot * kv.n_v_heads * kv.head_dim,
+                v + int64_t{t} * kv.n_v_heads * kv.head_dim, v_bytes);
+  }
+}
+
+void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
+                    const KvLayer& kv, float* out, ThreadPool* pool) {
+  if (kv.n_k_heads != kv.n_v_heads || kv.n_v_heads <= 0 || n_q_heads % kv.n_v_heads != 0) {
+    std::abort();  // Programmer error: see REQUIRES in ops.h.
+  }
+  const int32_t hd = kv.head_dim;
+  const int32_t group = n_q_heads / kv.n_v_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t items = int64_t{place.n_tokens} * n_q_heads;
+  pool->ParallelFor(items, [&](int64_t begin, int64_t end) {
+    // Per-thread scratch that only grows, so steady-state calls allocate
+    // nothing.
+    thread_local std::vector<float> probs;
+    for (int64_t item = begin; item < end; ++item) {
+      const int32_t t = static_cast<int32_t>(item / n_q_heads);
+      const int32_t h = static_cast<int32_t>(item % n_q_heads);
+      const int32_t kvh = h / group;
+      const int32_t len = place.pos[t] + 1;
+      const int32_t* table = place.block_tables + int64_t{place.seq[t]} * place.max_blocks;
+      const float* qv = q + item * hd;
+      if (probs.size() < static_cast<size_t>(len)) probs.resize(len);
+
+      float max_s = -std::numeric_limits<float>::infinity();
+      for (int32_t p = 0; p < len; ++p) {
+        const float* kp = CacheRow(kv.k, table, p, kv.block_size, kv.n_k_heads, kvh, hd);
+        probs[p] = Dot(qv, kp, hd) * scale;
+        max_s = std::max(max_s, probs[p]);
+      }
+      float sum = 0.0f;
+      for (int32_t p = 0; p < len; ++p) {
+        probs[p] = std::exp(probs[p] - max_s);
+        sum += probs[p];
+      }
+      float* o = out + item * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (int32_t p = 0; p < len; ++p) {
+        const float* vp = CacheRow(kv.v, table, p, kv.block_size, kv.n_v_heads, kvh, hd);
+        const float wp = probs[p];
+        for (int32_t d = 0; d < hd; ++d) o[d] += wp * vp[d];
+      }
+      const float inv = 1.0f / sum;
+      for (int32_t d = 0; d < hd; ++d) o[d] *= inv;
+    }
+  });
+}
+
+}  // namespace chai::kernels::cpu

@@ -1,0 +1,46 @@
+// CPU implementations of the non-matmul Backend ops (see kernels/backend.h
+// for each op's contract and tensor shapes). CpuBackend forwards to these;
+// they are separate so tests and benchmarks can call them directly.
+//
+// Every op computes each output row from that row's inputs alone, with a
+// fixed float reduction order, so results do not depend on the batch or the
+// thread count. Ops that parallelise take a ThreadPool (not owned).
+//
+// Thread-safety: pure functions of their arguments; the pool serialises
+// concurrent calls.
+#ifndef CHAI_KERNELS_CPU_OPS_H_
+#define CHAI_KERNELS_CPU_OPS_H_
+
+#include <cstdint>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace chai::kernels::cpu {
+
+// out: [n, table.cols].
+void EmbedRows(const WeightView& table, const int32_t* ids, int32_t n, float* out);
+
+// x, out: [n, dim]; w: [dim]. out may alias x.
+void RmsNormRows(const float* x, const float* w, int32_t n, int32_t dim, float eps, float* out);
+
+// x: [n, heads, head_dim] rotated in place; pos: [n].
+void RopeRows(float* x, const int32_t* pos, int32_t n, int32_t heads, const RopeParams& rope);
+
+void SwiGluValues(const float* gate, const float* up, int64_t n, float* out);
+void AddValues(float* x, const float* y, int64_t n);
+
+// dst[i, :] = src[rows[i], :]. dst: [n, dim].
+void GatherRowsOf(const float* src, const int32_t* rows, int32_t n, int32_t dim, float* dst);
+
+// k: [n_tokens, kv.n_k_heads, head_dim]; v: [n_tokens, kv.n_v_heads, head_dim].
+void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv);
+
+// q, out: [n_tokens, n_q_heads, head_dim]. REQUIRES: kv.n_k_heads ==
+// kv.n_v_heads, n_q_heads % n_v_heads == 0.
+void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
+                    const KvLayer& kv, float* out, ThreadPool* pool);
+
+}  // namespace chai::kernels::cpu
+
+#endif  // CHAI_KERNELS_CPU_OPS_H_

@@ -1,0 +1,211 @@
+// Each CpuBackend op against a naive reference written here (float64 where
+// the op reduces), through the Backend interface the engine uses.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/test_util.h"
+
+namespace chai::kernels {
+namespace {
+
+using cpu::testing::DequantizeMatrix;
+using cpu::testing::RandomFloats;
+using cpu::testing::RandomWeightBytes;
+
+std::unique_ptr<Backend> MakeBackend(int threads = 2) {
+  std::unique_ptr<Backend> b = CreateCpuBackend({.threads = threads});
+  EXPECT_NE(b, nullptr);
+  return b;
+}
+
+TEST(CpuBackendTest, RejectsBadOptions) {
+  EXPECT_FALSE(CreateCpuBackendOrError({.threads = -1}).ok());
+  EXPECT_EQ(CreateCpuBackend({.threads = -1}), nullptr);
+  EXPECT_TRUE(CreateCpuBackendOrError({.threads = 0}).ok());
+}
+
+TEST(CpuBackendTest, AllocateIsAlignedAndSized) {
+  auto b = MakeBackend();
+  EXPECT_EQ(b->name(), "cpu");
+  for (size_t bytes : {size_t{0}, size_t{1}, size_t{100}, size_t{1} << 20}) {
+    absl::StatusOr<std::unique_ptr<Buffer>> buf = b->Allocate(bytes);
+    ASSERT_TRUE(buf.ok()) << buf.status();
+    EXPECT_EQ((*buf)->size(), bytes);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>((*buf)->data()) % 64, 0u);
+    std::memset((*buf)->data(), 0xab, bytes);  // writable to the end (ASan checks)
+  }
+}
+
+TEST(CpuBackendTest, CopiesRoundTrip) {
+  auto b = MakeBackend();
+  auto buf = b->Allocate(64 * sizeof(float));
+  ASSERT_TRUE(buf.ok());
+  std::vector<float> src(64), dst(64, 0.0f);
+  for (int i = 0; i < 64; ++i) src[i] = static_cast<float>(i) * 0.5f;
+  b->CopyToDevice((*buf)->data(), src.data(), 64 * sizeof(float));
+  b->Synchronize();
+  b->CopyToHost(dst.data(), (*buf)->data(), 64 * sizeof(float));
+  EXPECT_EQ(src, dst);
+}
+
+TEST(CpuBackendTest, PrepareWeightIsZeroCopyAndValidates) {
+  auto b = MakeBackend();
+  std::vector<uint8_t> bytes(4 * 20);
+  absl::StatusOr<PreparedWeight> pw = b->PrepareWeight({DType::kQ4_1, 4, 32, bytes.data()});
+  ASSERT_TRUE(pw.ok()) << pw.status();
+  EXPECT_EQ(pw->view.data, bytes.data());
+  EXPECT_EQ(pw->storage, nullptr);
+  EXPECT_EQ(pw->view.rows, 4);
+  EXPECT_FALSE(b->PrepareWeight({DType::kQ4_1, 4, 33, bytes.data()}).ok());
+  EXPECT_FALSE(b->PrepareWeight({DType::kQ4_1, 4, 32, nullptr}).ok());
+}
+
+TEST(CpuBackendTest, EmbedDequantizesRowsOfEveryType) {
+  auto b = MakeBackend();
+  std::mt19937 rng(11);
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0, DType::kQ4_1, DType::kQ8_0,
+                  DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    const int64_t rows = 7, cols = 256;
+    const std::vector<uint8_t> w = RandomWeightBytes(t, rows, cols, rng);
+    const std::vector<float> wf = DequantizeMatrix(t, w.data(), rows, cols);
+    const std::vector<int32_t> ids = {6, 0, 3, 3};
+    std::vector<float> out(ids.size() * cols);
+    b->Embed({t, rows, cols, w.data()}, ids.data(), 4, out.data());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ASSERT_EQ(0, std::memcmp(&out[i * cols], &wf[ids[i] * cols], cols * sizeof(float)))
+          << Name(t) << " token " << i;
+    }
+  }
+}
+
+TEST(CpuBackendTest, RmsNormMatchesFloat64) {
+  auto b = MakeBackend();
+  std::mt19937 rng(12);
+  const int n = 5, dim = 576;
+  const float eps = 1e-5f;
+  std::vector<float> x = RandomFloats(n * dim, rng, 3.0f), w = RandomFloats(dim, rng);
+  std::vector<float> out(n * dim);
+  b->RmsNorm(x.data(), w.data(), n, dim, eps, out.data());
+  for (int i = 0; i < n; ++i) {
+    double ss = 0;
+    for (int j = 0; j < dim; ++j) ss += double{x[i * dim + j]} * x[i * dim + j];
+    const double inv = 1.0 / std::sqrt(ss / dim + eps);
+    for (int j = 0; j < dim; ++j) {
+      const double ref = x[i * dim + j] * inv * w[j];
+      ASSERT_NEAR(out[i * dim + j], ref, 1e-5 * std::fabs(ref) + 1e-6) << i << "," << j;
+    }
+  }
+  // In place (out aliases x) gives the same values.
+  b->RmsNorm(x.data(), w.data(), n, dim, eps, x.data());
+  EXPECT_EQ(0, std::memcmp(x.data(), out.data(), out.size() * sizeof(float)));
+}
+
+// Reference rotation as complex multiplication by e^{i pos inv_freq}.
+void NaiveRope(std::vector<double>& x, const std::vector<int32_t>& pos, int heads, int hd,
+               const std::vector<float>& inv_freq, bool rotate_half) {
+  for (size_t t = 0; t < pos.size(); ++t) {
+    for (int h = 0; h < heads; ++h) {
+      double* v = &x[(t * heads + h) * hd];
+      for (int i = 0; i < hd / 2; ++i) {
+        const int a = rotate_half ? i : 2 * i, b = rotate_half ? i + hd / 2 : 2 * i + 1;
+        const double theta = static_cast<float>(pos[t]) * inv_freq[i];
+        const double re = v[a] * std::cos(theta) - v[b] * std::sin(theta);
+        const double im = v[a] * std::sin(theta) + v[b] * std::cos(theta);
+        v[a] = re;
+        v[b] = im;
+      }
+    }
+  }
+}
+
+TEST(CpuBackendTest, RopeBothLayoutsMatchReference) {
+  auto b = MakeBackend();
+  std::mt19937 rng(13);
+  const int heads = 3, hd = 64;
+  const std::vector<int32_t> pos = {0, 1, 17, 4095, 3};
+  std::vector<float> inv_freq(hd / 2);
+  for (int i = 0; i < hd / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / hd);
+  for (bool rotate_half : {false, true}) {
+    std::vector<float> x = RandomFloats(pos.size() * heads * hd, rng);
+    std::vector<double> ref(x.begin(), x.end());
+    NaiveRope(ref, pos, heads, hd, inv_freq, rotate_half);
+    RopeParams rp{hd, rotate_half, inv_freq.data()};
+    b->Rope(x.data(), pos.data(), static_cast<int32_t>(pos.size()), heads, rp);
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_NEAR(x[i], ref[i], 2e-6 * (1 + std::fabs(ref[i]))) << "rotate_half " << rotate_half;
+    }
+  }
+  // The two layouts are the same rotation on permuted coordinates.
+  std::vector<float> inter = RandomFloats(heads * hd, rng), half(heads * hd);
+  for (int h = 0; h < heads; ++h) {
+    for (int i = 0; i < hd / 2; ++i) {
+      half[h * hd + i] = inter[h * hd + 2 * i];
+      half[h * hd + i + hd / 2] = inter[h * hd + 2 * i + 1];
+    }
+  }
+  const int32_t p = 123;
+  b->Rope(inter.data(), &p, 1, heads, {hd, false, inv_freq.data()});
+  b->Rope(half.data(), &p, 1, heads, {hd, true, inv_freq.data()});
+  for (int h = 0; h < heads; ++h) {
+    for (int i = 0; i < hd / 2; ++i) {
+      EXPECT_EQ(half[h * hd + i], inter[h * hd + 2 * i]);
+      EXPECT_EQ(half[h * hd + i + hd / 2], inter[h * hd + 2 * i + 1]);
+    }
+  }
+}
+
+TEST(CpuBackendTest, SwiGluAddGather) {
+  auto b = MakeBackend();
+  std::mt19937 rng(14);
+  const int64_t n = 1000;
+  std::vector<float> g = RandomFloats(n, rng, 4.0f), u = RandomFloats(n, rng), out(n);
+  b->SwiGlu(g.data(), u.data(), n, out.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const double ref = g[i] / (1.0 + std::exp(-double{g[i]})) * u[i];
+    ASSERT_NEAR(out[i], ref, 1e-6 * (1 + std::fabs(ref)));
+  }
+  std::vector<float> x = g;
+  b->Add(x.data(), u.data(), n);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(x[i], g[i] + u[i]);
+
+  const int dim = 10;
+  const std::vector<int32_t> rows = {99, 0, 50, 50};
+  std::vector<float> dst(rows.size() * dim);
+  b->GatherRows(g.data(), rows.data(), 4, dim, dst.data());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (int j = 0; j < dim; ++j) ASSERT_EQ(dst[i * dim + j], g[rows[i] * dim + j]);
+  }
+}
+
+TEST(CpuBackendTest, MatMulThroughBackendMatchesDequantizedProduct) {
+  std::mt19937 rng(15);
+  const int64_t rows = 48, cols = 576;
+  const std::vector<uint8_t> w = RandomWeightBytes(DType::kF16, rows, cols, rng);
+  const std::vector<float> wf = DequantizeMatrix(DType::kF16, w.data(), rows, cols);
+  const std::vector<float> x = RandomFloats(3 * cols, rng);
+  for (int threads : {1, 3}) {
+    auto b = MakeBackend(threads);
+    std::vector<float> y(3 * rows);
+    b->MatMul({DType::kF16, rows, cols, w.data()}, x.data(), 3, y.data());
+    for (int i = 0; i < 3; ++i) {
+      for (int64_t j = 0; j < rows; ++j) {
+        double ref = 0, abs_sum = 0;
+        for (int64_t k = 0; k < cols; ++k) {
+          ref += double{x[i * cols + k]} * wf[j * cols + k];
+          abs_sum += std::fabs(double{x[i * cols + k]} * wf[j * cols + k]);
+        }
+        ASSERT_NEAR(y[i * rows + j], ref, 1e-5 * abs_sum);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace chai::kernels

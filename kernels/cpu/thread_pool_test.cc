@@ -1,0 +1,85 @@
+#include "kernels/cpu/thread_pool.h"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace chai::kernels::cpu {
+namespace {
+
+TEST(ThreadPoolTest, CoversEveryIndexOnceWithStaticRanges) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    EXPECT_EQ(pool.num_threads(), threads);
+    for (int64_t n : {1, 2, 3, 7, 8, 100, 1001}) {
+      std::vector<std::atomic<int>> hits(n);
+      std::vector<std::atomic<int64_t>> range_end(n);  // indexed by begin
+      for (auto& e : range_end) e = -1;
+      pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
+        ASSERT_LT(begin, end);
+        range_end[begin] = end;
+        for (int64_t i = begin; i < end; ++i) hits[i]++;
+      });
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 1) << "n=" << n << " i=" << i;
+      if (n == 1) continue;  // runs inline as one range
+      for (int t = 0; t < threads; ++t) {
+        const int64_t b = n * t / threads, e = n * (t + 1) / threads;
+        if (b < e) {
+          EXPECT_EQ(range_end[b], e) << "threads=" << threads << " n=" << n;
+        }
+      }
+    }
+  }
+}
+
+TEST(ThreadPoolTest, UsesSeveralThreads) {
+  ThreadPool pool(3);
+  std::vector<std::thread::id> ids(3);
+  pool.ParallelFor(3, [&](int64_t b, int64_t e) { ids[b] = std::this_thread::get_id(); });
+  EXPECT_EQ(ids[0], std::this_thread::get_id());  // the caller participates
+  EXPECT_NE(ids[1], ids[0]);
+  EXPECT_NE(ids[2], ids[0]);
+  EXPECT_NE(ids[1], ids[2]);
+}
+
+TEST(ThreadPoolTest, ManyCallsAcrossSpinAndSleep) {
+  ThreadPool pool(4);
+  std::atomic<int64_t> total{0};
+  for (int call = 0; call < 3000; ++call) {
+    pool.ParallelFor(64, [&](int64_t b, int64_t e) { total += e - b; });
+    // Now and then let the workers fall asleep so both wake paths run.
+    if (call % 500 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(total, 3000 * 64);
+}
+
+TEST(ThreadPoolTest, NestedCallRunsInline) {
+  ThreadPool pool(2);
+  std::atomic<int64_t> total{0};
+  pool.ParallelFor(4, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      pool.ParallelFor(10, [&](int64_t b2, int64_t e2) { total += e2 - b2; });
+    }
+  });
+  EXPECT_EQ(total, 40);
+}
+
+TEST(ThreadPoolTest, ConcurrentCallersAreSerialised) {
+  ThreadPool pool(3);
+  std::atomic<int64_t> total{0};
+  auto caller = [&] {
+    for (int i = 0; i < 200; ++i) {
+      pool.ParallelFor(30, [&](int64_t b, int64_t e) { total += e - b; });
+    }
+  };
+  std::thread a(caller), b(caller);
+  a.join();
+  b.join();
+  EXPECT_EQ(total, 2 * 200 * 30);
+}
+
+}  // namespace
+}  // namespace chai::kernels::cpu

@@ -1,0 +1,221 @@
+// `chai generate` as a user runs it: exit codes and one-line errors for bad
+// command lines and bad files, the --json contract, and greedy output on the
+// real model equal to the transformers reference (tests/golden/logits).
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/loaded_model.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+std::string SourceDir() {
+  const char* env = std::getenv("CHAI_SOURCE_DIR");
+  return env != nullptr ? env : CHAI_SOURCE_DIR;
+}
+std::string ModelPath() { return SourceDir() + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"; }
+bool HaveModel() { return std::ifstream(ModelPath()).good(); }
+
+struct CliRun {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string Quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      q.append("'\\''");
+    } else {
+      q.push_back(c);
+    }
+  }
+  q.push_back('\'');
+  return q;
+}
+
+CliRun Chai(const std::vector<std::string>& args) {
+  const std::string err_path = ::testing::TempDir() + "/chai_stderr.txt";
+  std::string cmd = CHAI_BINARY;
+  for (const auto& a : args) cmd += " " + Quote(a);
+  cmd += " 2>" + err_path;
+  CliRun r;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::ifstream e(err_path);
+  std::stringstream ss;
+  ss << e.rdbuf();
+  r.err = ss.str();
+  return r;
+}
+
+int Lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+TEST(CliTest, TopLevelUsage) {
+  EXPECT_EQ(Chai({"--help"}).status, 0);
+  EXPECT_EQ(Chai({}).status, 2);
+  CliRun r = Chai({"frobnicate"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(Lines(r.err), 1);
+}
+
+TEST(CliTest, GenerateHelp) {
+  CliRun r = Chai({"generate", "--help"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("--max-tokens"), std::string::npos);
+  EXPECT_NE(r.out.find("--json"), std::string::npos);
+}
+
+TEST(CliTest, BadFlagsExitTwoWithOneLine) {
+  const std::vector<std::vector<std::string>> cases = {
+      {"generate", "--model", "m", "--prompt", "p", "--nope"},
+      {"generate", "--model", "m", "--prompt", "p", "--temperature", "-1"},
+      {"generate", "--model", "m", "--prompt", "p", "--temperature", "nan"},
+      {"generate", "--model", "m", "--prompt", "p", "--top-p", "0"},
+      {"generate", "--model", "m", "--prompt", "p", "--top-p", "1.5"},
+      {"generate", "--model", "m", "--prompt", "p", "--max-tokens", "abc"},
+      {"generate", "--model", "m", "--prompt", "p", "--backend", "tpu"},
+      {"generate", "--model", "m", "--prompt", "p", "--json=maybe"},
+      {"generate", "--model", "m", "--prompt"},
+      {"generate", "--prompt", "p"},
+      {"generate", "--model", "m", "stray"},
+  };
+  for (const auto& c : cases) {
+    CliRun r = Chai(c);
+    EXPECT_EQ(r.status, 2) << c.back();
+    EXPECT_EQ(Lines(r.err), 1) << r.err;
+    EXPECT_TRUE(r.out.empty());
+  }
+}
+
+TEST(CliTest, BadModelFilesExitOneWithOneLine) {
+  const std::string garbage = ::testing::TempDir() + "/garbage.gguf";
+  std::ofstream(garbage) << "this is not a model file at all";
+  const std::string truncated = ::testing::TempDir() + "/truncated.gguf";
+  {
+    std::ofstream t(truncated, std::ios::binary);
+    t.write("GGUF\x03\0\0\0", 8);  // valid magic and version, then nothing
+  }
+  for (const std::string& path :
+       {std::string("/nonexistent/model.gguf"), garbage, truncated, ::testing::TempDir()}) {
+    CliRun r = Chai({"generate", "--model", path, "--prompt", "hi"});
+    EXPECT_EQ(r.status, 1) << path;
+    EXPECT_EQ(Lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("chai generate:"), std::string::npos);
+  }
+}
+
+class CliModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!HaveModel()) GTEST_SKIP() << "default model missing: run deploy/setup.sh";
+    std::ifstream in(SourceDir() + "/tests/golden/logits/golden.json");
+    golden_ = nlohmann::json::parse(in);
+  }
+  nlohmann::json golden_;
+};
+
+// Our tokenizer must give the reference's prompt ids, or the CLI comparison
+// below would compare different inputs.
+TEST_F(CliModelTest, TokenizerReproducesGoldenPromptIds) {
+  absl::StatusOr<chai::engine::LoadedModel> m = chai::engine::LoadModel(ModelPath());
+  ASSERT_TRUE(m.ok()) << m.status();
+  for (const auto& c : golden_["cases"]) {
+    EXPECT_EQ(m->tokenizer->Encode(c["prompt"].get<std::string>(), true, false),
+              c["ids"].get<std::vector<int32_t>>())
+        << c["prompt"];
+  }
+}
+
+TEST_F(CliModelTest, GreedyJsonMatchesReference) {
+  const auto& c = golden_["cases"][0];
+  const int n = 24;
+  CliRun r = Chai({"generate", "--model", ModelPath(), "--prompt", c["prompt"].get<std::string>(),
+                   "--temperature", "0", "--max-tokens", std::to_string(n), "--ignore-eos",
+                   "--json", "--threads", "2"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<int32_t> ids;
+  std::string text;
+  nlohmann::json summary;
+  while (std::getline(lines, line)) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("id")) {
+      ids.push_back(j["id"].get<int32_t>());
+      text += j["text"].get<std::string>();
+      EXPECT_LE(j["logprob"].get<double>(), 0.0);
+    } else {
+      summary = j;
+    }
+  }
+  const std::vector<int32_t> ref = c["greedy"].get<std::vector<int32_t>>();
+  ASSERT_EQ(ids.size(), static_cast<size_t>(n));
+  EXPECT_EQ(ids, std::vector<int32_t>(ref.begin(), ref.begin() + n));
+  EXPECT_EQ(summary["finish_reason"], "length");
+  EXPECT_EQ(summary["usage"]["prompt_tokens"], c["ids"].size());
+  EXPECT_EQ(summary["usage"]["completion_tokens"], n);
+  for (const char* k :
+       {"load_s", "prefill_s", "decode_s", "prefill_tokens_per_s", "decode_tokens_per_s"}) {
+    EXPECT_GT(summary["timings"][k].get<double>(), 0.0) << k;
+  }
+  EXPECT_EQ(summary["chai"]["enabled"], false);
+  // 5 prompt + 23 decoded tokens cached; SmolLM2: 30 layers x 3 KV heads x 64 x 4 bytes.
+  const int64_t cached = static_cast<int64_t>(c["ids"].size()) + n - 1;
+  EXPECT_EQ(summary["chai"]["k_cache_bytes"], cached * 30 * 3 * 64 * 4);
+  EXPECT_EQ(summary["chai"]["k_cache_bytes_full"], summary["chai"]["k_cache_bytes"]);
+
+  // Plain mode prints the same text.
+  CliRun plain =
+      Chai({"generate", "--model", ModelPath(), "--prompt", c["prompt"].get<std::string>(),
+            "--temperature", "0", "--max-tokens", std::to_string(n), "--ignore-eos"});
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(plain.out, text + "\n");
+}
+
+TEST_F(CliModelTest, SeededSamplingIsReproducible) {
+  auto run = [](const std::string& seed) {
+    return Chai({"generate", "--model", ModelPath(), "--prompt", "Once upon a time",
+                 "--temperature", "1.0", "--top-p", "0.95", "--max-tokens", "16", "--seed", seed,
+                 "--ignore-eos"});
+  };
+  CliRun a = run("7"), b = run("7"), c = run("8");
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+}
+
+TEST_F(CliModelTest, PromptPlusMaxTokensOverContextFails) {
+  CliRun r = Chai({"generate", "--model", ModelPath(), "--prompt", "hi", "--max-tokens", "9000"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("context"), std::string::npos) << r.err;
+}
+
+TEST_F(CliModelTest, ChatModeUsesTemplate) {
+  CliRun r = Chai({"generate", "--model", ModelPath(), "--prompt", "Say hello.", "--chat",
+                   "--temperature", "0", "--max-tokens", "8", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const size_t end = r.out.find_last_not_of('\n');
+  std::string last = r.out.substr(r.out.rfind('\n', end) + 1);
+  nlohmann::json summary = nlohmann::json::parse(last);
+  // ChatML with the template's default system prompt is far longer than the
+  // 4 tokens of the bare prompt.
+  EXPECT_GT(summary["usage"]["prompt_tokens"].get<int>(), 20);
+}
+
+}  // namespace
