@@ -1,7 +1,7 @@
 // chai_engine_bench: end-to-end CPU engine throughput on a real model, with
 // the machine's memory bandwidth measured in the same run (issue 2 item 9).
 //
-//   chai_engine_bench [--model PATH] [--threads N] [--json]
+//   chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] [--no-prefill] [--json]
 //
 // Measures (one process, same machine state):
 //   bandwidth   best-of-5 streaming read of 512 MiB (kernels/cpu/memory_bandwidth.h)
@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "engine/kv_cache.h"
 #include "engine/loaded_model.h"
 #include "engine/model_runner.h"
@@ -125,6 +127,8 @@ int Main(int argc, char** argv) {
   std::string model_path = std::string(CHAI_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   int threads = 0;
   bool json = false;
+  bool prefill = true;
+  std::vector<int32_t> batches = {1, 8, 32};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--model" && i + 1 < argc) {
@@ -133,8 +137,22 @@ int Main(int argc, char** argv) {
       threads = std::atoi(argv[++i]);
     } else if (a == "--json") {
       json = true;
+    } else if (a == "--no-prefill") {
+      prefill = false;
+    } else if (a == "--batches" && i + 1 < argc) {
+      batches.clear();
+      for (absl::string_view b : absl::StrSplit(argv[++i], ',')) {
+        int32_t v;
+        if (!absl::SimpleAtoi(b, &v) || v <= 0 || v > 256) {
+          std::fprintf(stderr, "chai_engine_bench: bad --batches\n");
+          return 2;
+        }
+        batches.push_back(v);
+      }
     } else {
-      std::fprintf(stderr, "usage: chai_engine_bench [--model PATH] [--threads N] [--json]\n");
+      std::fprintf(stderr,
+                   "usage: chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] "
+                   "[--no-prefill] [--json]\n");
       return 2;
     }
   }
@@ -161,18 +179,18 @@ int Main(int argc, char** argv) {
     return best;
   };
   (void)b.Decode(1, 16, 4);  // warm caches and page in the weights
-  const double prefill_s = best_of(3, [&] { return b.Prefill(512); });
+  const double prefill_s = prefill ? best_of(3, [&] { return b.Prefill(512); }) : 0.0;
   nlohmann::json out = {{"model", model_path},
                         {"threads", n_threads},
                         {"bandwidth_gbps", bandwidth / 1e9},
                         {"decode_weight_bytes", weight_bytes},
-                        {"prefill_512_tokens_per_s", 512 / prefill_s}};
+                        {"prefill_512_tokens_per_s", prefill ? 512 / prefill_s : 0.0}};
   const int64_t steps = 32;
   double tps1 = 0;
-  for (int32_t batch : {1, 8, 32}) {
+  for (int32_t batch : batches) {
     const double s = best_of(3, [&] { return b.Decode(batch, 128, steps); });
     const double tps = batch * steps / s;
-    if (batch == 1) tps1 = tps;
+    if (tps1 == 0) tps1 = tps;  // the first batch size listed is the baseline
     out["decode"][std::to_string(batch)] = {{"tokens_per_s", tps}, {"ratio_to_batch1", tps / tps1}};
   }
   const double roofline_tps = bandwidth / static_cast<double>(weight_bytes);
@@ -186,10 +204,11 @@ int Main(int argc, char** argv) {
   std::printf("memory read bandwidth      %8.2f GB/s\n", bandwidth / 1e9);
   std::printf("decode weight bytes/token  %8.2f MB\n", weight_bytes / 1e6);
   std::printf("prefill (512 tokens)       %8.1f tokens/s\n", 512 / prefill_s);
-  for (const char* k : {"1", "8", "32"}) {
-    std::printf("decode batch %-3s           %8.1f tokens/s  (x%.2f batch 1)\n", k,
+  for (int32_t batch : batches) {
+    const std::string k = std::to_string(batch);
+    std::printf("decode batch %-3s           %8.1f tokens/s  (x%.2f batch %d)\n", k.c_str(),
                 out["decode"][k]["tokens_per_s"].get<double>(),
-                out["decode"][k]["ratio_to_batch1"].get<double>());
+                out["decode"][k]["ratio_to_batch1"].get<double>(), batches[0]);
   }
   std::printf("batch-1 roofline           %8.1f tokens/s; measured share %.0f%%\n", roofline_tps,
               100 * tps1 / roofline_tps);
