@@ -45,27 +45,19 @@ std::optional<DTypeInfo> LookupDType(uint32_t ggml_type) {
 }
 
 const DTypeInfo& Info(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return kF32Info;
-    case DType::kF16:
-      return kF16Info;
-    case DType::kBF16:
-      return kBF16Info;
-    case DType::kQ4_0:
-      return kQ4_0Info;
-    case DType::kQ4_1:
-      return kQ4_1Info;
-    case DType::kQ8_0:
-      return kQ8_0Info;
-    case DType::kQ4_K:
-      return kQ4_KInfo;
-    case DType::kQ5_K:
-      return kQ5_KInfo;
-    case DType::kQ6_K:
-      return kQ6_KInfo;
+  static const auto* table = [] {
+    // Indexed by GGML type id; ids we do not support stay empty.
+    auto* tab = new std::optional<DTypeInfo>[static_cast<uint32_t>(DType::kBF16) + 1];
+    for (uint32_t id = 0; id <= static_cast<uint32_t>(DType::kBF16); ++id) {
+      tab[id] = LookupDType(id);
+    }
+    return tab;
+  }();
+  const uint32_t id = static_cast<uint32_t>(t);
+  if (id > static_cast<uint32_t>(DType::kBF16) || !table[id]) {
+    std::abort();  // Programmer error: DType values only come from LookupDType.
   }
-  std::abort();  // Programmer error: DType values only come from LookupDType.
+  return *table[id];
 }
 
 int64_t RowBytes(DType t, int64_t n) {

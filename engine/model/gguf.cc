@@ -1,10 +1,5 @@
 #include "engine/model/gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -13,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/model/mapped_file.h"
 
 namespace chai::engine {
 namespace {
@@ -151,34 +147,15 @@ constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;
 
 }  // namespace
 
-GgufFile::~GgufFile() {
-  if (map_addr_ != nullptr) munmap(map_addr_, map_len_);
-}
+GgufFile::~GgufFile() = default;
 
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path,
                                                          const GgufLimits& limits) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
-  }
+  absl::StatusOr<std::unique_ptr<MappedFile>> map = MappedFile::Open(path);
+  if (!map.ok()) return map.status();
   auto file = std::unique_ptr<GgufFile>(new GgufFile());
-  const size_t len = static_cast<size_t>(st.st_size);
-  if (len > 0) {
-    void* addr = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (addr == MAP_FAILED) {
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("mmap ", path, ": ", std::strerror(errno)));
-    }
-    file->map_addr_ = addr;
-    file->map_len_ = len;
-    file->bytes_ = absl::string_view(static_cast<const char*>(addr), len);
-  }
-  ::close(fd);
+  file->bytes_ = (*map)->bytes();
+  file->map_ = *std::move(map);
   if (absl::Status s = file->Parse(limits); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
   }

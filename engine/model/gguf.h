@@ -29,6 +29,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "engine/model/mapped_file.h"
 #include "kernels/dtype.h"
 
 namespace chai::engine {
@@ -114,8 +115,7 @@ class GgufFile {
   absl::StatusOr<Value> Find(absl::string_view key) const;
 
   absl::string_view bytes_;
-  void* map_addr_ = nullptr;
-  size_t map_len_ = 0;
+  std::unique_ptr<MappedFile> map_;  // null for FromBuffer
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   absl::flat_hash_map<std::string, Value> kv_;

@@ -1,9 +1,6 @@
 #include "engine/model/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -444,34 +441,15 @@ std::optional<int64_t> SafetensorsDTypeBytes(absl::string_view dtype) {
   return std::nullopt;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_addr_ != nullptr) munmap(map_addr_, map_len_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     const std::string& path, const SafetensorsLimits& limits) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
-  }
+  absl::StatusOr<std::unique_ptr<MappedFile>> map = MappedFile::Open(path);
+  if (!map.ok()) return map.status();
   auto file = std::unique_ptr<SafetensorsFile>(new SafetensorsFile());
-  const size_t len = static_cast<size_t>(st.st_size);
-  if (len > 0) {
-    void* addr = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (addr == MAP_FAILED) {
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("mmap ", path, ": ", std::strerror(errno)));
-    }
-    file->map_addr_ = addr;
-    file->map_len_ = len;
-    file->bytes_ = absl::string_view(static_cast<const char*>(addr), len);
-  }
-  ::close(fd);
+  file->bytes_ = (*map)->bytes();
+  file->map_ = *std::move(map);
   if (absl::Status s = file->Parse(limits); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
   }

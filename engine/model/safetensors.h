@@ -36,6 +36,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "engine/model/mapped_file.h"
 #include "kernels/dtype.h"
 
 namespace chai::engine {
@@ -88,8 +89,7 @@ class SafetensorsFile {
   absl::Status Parse(const SafetensorsLimits& limits);
 
   absl::string_view bytes_;
-  void* map_addr_ = nullptr;
-  size_t map_len_ = 0;
+  std::unique_ptr<MappedFile> map_;  // null for FromBuffer
   std::vector<SafetensorsTensor> tensors_;
   absl::flat_hash_map<std::string, size_t> index_;
   absl::flat_hash_map<std::string, std::string> metadata_;

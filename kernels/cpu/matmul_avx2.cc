@@ -309,20 +309,7 @@ struct FloatKernel {
 };
 
 template <typename Kernel>
-void Dispatch(const void* w_row, const void* act, int64_t stride, int nr, int64_t cols, float* out,
-              int64_t out_stride) {
-  static_assert(kMaxTile == 4);
-  switch (nr) {
-    case 1:
-      return Kernel::template Run<1>(w_row, act, stride, cols, out, out_stride);
-    case 2:
-      return Kernel::template Run<2>(w_row, act, stride, cols, out, out_stride);
-    case 3:
-      return Kernel::template Run<3>(w_row, act, stride, cols, out, out_stride);
-    default:
-      return Kernel::template Run<4>(w_row, act, stride, cols, out, out_stride);
-  }
-}
+constexpr auto Dispatch = DispatchTile<Kernel, kMaxTile>;
 
 }  // namespace
 

@@ -7,7 +7,9 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #define CHAI_AVX2 __attribute__((target("avx2,fma,f16c")))
 // NR-long loops over per-row accumulators are unrolled (#pragma GCC unroll)
@@ -31,6 +33,24 @@ CHAI_AVX2_INLINE float Half(uint16_t h) { return _cvtsh_ss(h); }
 template <typename T>
 CHAI_AVX2_INLINE const T* RowPtr(const void* act, int64_t stride, int r) {
   return reinterpret_cast<const T*>(static_cast<const char*>(act) + r * stride);
+}
+
+// Calls Kernel::Run<nr> for a tile of nr activation rows (1..kMax; larger
+// nr clamp to kMax). The kernels are templates on the tile height so each
+// height gets its own fully unrolled register allocation.
+template <typename Kernel, int kMax, int... N>
+void DispatchTileImpl(std::integer_sequence<int, N...>, const void* w_row, const void* act,
+                      int64_t stride, int nr, int64_t cols, float* out, int64_t out_stride) {
+  using Fn = void (*)(const void*, const void*, int64_t, int64_t, float*, int64_t);
+  static constexpr Fn kTable[] = {&Kernel::template Run<N + 1>...};
+  kTable[std::clamp(nr, 1, kMax) - 1](w_row, act, stride, cols, out, out_stride);
+}
+
+template <typename Kernel, int kMax>
+void DispatchTile(const void* w_row, const void* act, int64_t stride, int nr, int64_t cols,
+                  float* out, int64_t out_stride) {
+  DispatchTileImpl<Kernel, kMax>(std::make_integer_sequence<int, kMax>(), w_row, act, stride, nr,
+                                 cols, out, out_stride);
 }
 
 }  // namespace chai::kernels::cpu::internal
