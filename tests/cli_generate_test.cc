@@ -12,14 +12,12 @@
 #include "engine/loaded_model.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/golden.h"
 
 namespace {
 
-std::string SourceDir() {
-  const char* env = std::getenv("CHAI_SOURCE_DIR");
-  return env != nullptr ? env : CHAI_SOURCE_DIR;
-}
-std::string ModelPath() { return SourceDir() + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"; }
+using chai::testing::SourceDir;
+std::string ModelPath() { return chai::testing::DefaultModelPath(); }
 bool HaveModel() { return std::ifstream(ModelPath()).good(); }
 
 struct CliRun {

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/golden.h"
 
 namespace chai::engine {
 namespace {
@@ -26,10 +27,7 @@ namespace {
 // logits are within this margin.
 constexpr float kTieMargin = 0.05f;
 
-std::string SourceDir() {
-  const char* env = std::getenv("CHAI_SOURCE_DIR");
-  return env != nullptr ? env : CHAI_SOURCE_DIR;
-}
+using chai::testing::SourceDir;
 
 struct Fixture {
   std::unique_ptr<ModelWeights> weights;

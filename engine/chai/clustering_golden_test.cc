@@ -16,26 +16,16 @@
 #include "engine/chai/clustering.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/golden.h"
 
 namespace chai::engine {
 namespace {
 
 using json = nlohmann::json;
 
-json LoadGolden() {
-  const std::string path =
-      std::string(CHAI_SOURCE_DIR) + "/tests/golden/chai/clustering_golden.json";
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << "cannot open " << path;
-  return json::parse(in);
-}
+json LoadGolden() { return chai::testing::LoadGoldenJson("chai/clustering_golden.json"); }
 
-// The script writes decimals that read back (via double) as the exact float32.
-std::vector<float> ToFloats(const json& a) {
-  std::vector<float> out;
-  for (const json& v : a) out.push_back(static_cast<float>(v.get<double>()));
-  return out;
-}
+std::vector<float> ToFloats(const json& a) { return chai::testing::JsonFloats(a); }
 
 // scipy's condensed vector -> the [n, n] matrix AverageLinkage takes.
 std::vector<double> Square(const std::vector<double>& condensed, int32_t n) {

@@ -10,27 +10,16 @@
 #include "engine/sampling/sampler.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/golden.h"
 
 namespace chai::engine {
 namespace {
 
 using json = nlohmann::json;
 
-json LoadGolden() {
-  const std::string path =
-      std::string(CHAI_SOURCE_DIR) + "/tests/golden/sampling/sampling_golden.json";
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << "cannot open " << path;
-  return json::parse(in);
-}
+json LoadGolden() { return chai::testing::LoadGoldenJson("sampling/sampling_golden.json"); }
 
-// Logits are float32 in the engine: the golden's decimals rounded to float,
-// exactly as the script does with np.float32.
-std::vector<float> ToFloats(const json& a) {
-  std::vector<float> out;
-  for (const json& v : a) out.push_back(static_cast<float>(v.get<double>()));
-  return out;
-}
+std::vector<float> ToFloats(const json& a) { return chai::testing::JsonFloats(a); }
 
 SamplingParams ToParams(const json& j) {
   SamplingParams p;
