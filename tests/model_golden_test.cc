@@ -222,8 +222,9 @@ TEST_F(ModelGoldenTest, GreedyContinuationMatchesTransformers) {
   }
 }
 
-// The same sequences alone, all in one batch, and as interleaved 3-token
-// prefill chunks sharing steps: the last-position logits are bit-identical.
+// The same sequences alone, finished by a lone decode step, all in one batch,
+// and as interleaved 3-token prefill chunks sharing steps: the last-position
+// logits are bit-identical.
 TEST_F(ModelGoldenTest, BatchCompositionDoesNotChangeLogits) {
   std::vector<std::vector<int32_t>> prompts;
   for (const auto& c : (*golden_)["cases"]) prompts.push_back(c["ids"].get<std::vector<int32_t>>());
@@ -232,6 +233,24 @@ TEST_F(ModelGoldenTest, BatchCompositionDoesNotChangeLogits) {
   for (const auto& p : prompts) {
     std::vector<float> l = Prefill(p);
     alone.emplace_back(l.end() - vocab(), l.end());
+  }
+
+  // The last token as a lone decode step (one token: attention runs per
+  // query head, not per GQA group) after prefilling the rest.
+  for (int32_t s = 0; s < n_seq; ++s) {
+    const std::vector<int32_t>& p = prompts[s];
+    const int32_t n = static_cast<int32_t>(p.size());
+    auto cache = NewCache(1, n);
+    ASSERT_TRUE(cache->AddSequence().ok());
+    ASSERT_TRUE(cache->Reserve(0, n).ok());
+    std::vector<int32_t> head(p.begin(), p.end() - 1), slots(n - 1, 0), pos(n - 1);
+    std::iota(pos.begin(), pos.end(), 0);
+    std::vector<float> logits(vocab());
+    ASSERT_TRUE(fx_->runner->Forward({head, slots, pos, {}}, *cache, logits).ok());
+    const int32_t tok[1] = {p.back()}, slot[1] = {0}, last_pos[1] = {n - 1}, row[1] = {0};
+    ASSERT_TRUE(fx_->runner->Forward({tok, slot, last_pos, row}, *cache, logits).ok());
+    EXPECT_EQ(0, std::memcmp(logits.data(), alone[s].data(), vocab() * sizeof(float)))
+        << "sequence " << s << " differs when its last token runs as a decode step";
   }
 
   // All in one batch.

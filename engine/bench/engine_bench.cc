@@ -1,12 +1,13 @@
 // chai_engine_bench: end-to-end CPU engine throughput on a real model, with
 // the machine's memory bandwidth measured in the same run (issue 2 item 9).
 //
-//   chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] [--no-prefill] [--json]
+//   chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] [--prompt-len 128]
+//   [--no-prefill] [--json]
 //
 // Measures (one process, same machine state):
 //   bandwidth   best-of-5 streaming read of 512 MiB (kernels/cpu/memory_bandwidth.h)
 //   prefill     one 512-token prompt, tokens/s (best of 3)
-//   decode@B    B sequences with 128-token prompts, 32 decode steps of B
+//   decode@B    B sequences with 128-token prompts (--prompt-len), 32 decode steps of B
 //               tokens each; aggregate tokens/s (best of 3)
 // and reports batch-1 decode as a share of the roofline: (weight bytes read
 // per token / bandwidth) / measured time per token. Weight bytes are every
@@ -128,6 +129,7 @@ int Main(int argc, char** argv) {
   int threads = 0;
   bool json = false;
   bool prefill = true;
+  int64_t prompt_len = 128;
   std::vector<int32_t> batches = {1, 8, 32};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -137,6 +139,8 @@ int Main(int argc, char** argv) {
       threads = std::atoi(argv[++i]);
     } else if (a == "--json") {
       json = true;
+    } else if (a == "--prompt-len" && i + 1 < argc) {
+      prompt_len = std::max(1, std::atoi(argv[++i]));
     } else if (a == "--no-prefill") {
       prefill = false;
     } else if (a == "--batches" && i + 1 < argc) {
@@ -152,7 +156,7 @@ int Main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] "
-                   "[--no-prefill] [--json]\n");
+                   "[--prompt-len 128] [--no-prefill] [--json]\n");
       return 2;
     }
   }
@@ -188,7 +192,7 @@ int Main(int argc, char** argv) {
   const int64_t steps = 32;
   double tps1 = 0;
   for (int32_t batch : batches) {
-    const double s = best_of(3, [&] { return b.Decode(batch, 128, steps); });
+    const double s = best_of(3, [&] { return b.Decode(batch, prompt_len, steps); });
     const double tps = batch * steps / s;
     if (tps1 == 0) tps1 = tps;  // the first batch size listed is the baseline
     out["decode"][std::to_string(batch)] = {{"tokens_per_s", tps}, {"ratio_to_batch1", tps / tps1}};
