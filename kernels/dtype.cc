@@ -18,46 +18,43 @@ constexpr DTypeInfo kQ4_KInfo{"Q4_K", 256, 144};
 constexpr DTypeInfo kQ5_KInfo{"Q5_K", 256, 176};
 constexpr DTypeInfo kQ6_KInfo{"Q6_K", 256, 210};
 
+// The layout of a supported GGML type id, or nullptr.
+const DTypeInfo* Find(uint32_t ggml_type) {
+  switch (static_cast<DType>(ggml_type)) {
+    case DType::kF32:
+      return &kF32Info;
+    case DType::kF16:
+      return &kF16Info;
+    case DType::kBF16:
+      return &kBF16Info;
+    case DType::kQ4_0:
+      return &kQ4_0Info;
+    case DType::kQ4_1:
+      return &kQ4_1Info;
+    case DType::kQ8_0:
+      return &kQ8_0Info;
+    case DType::kQ4_K:
+      return &kQ4_KInfo;
+    case DType::kQ5_K:
+      return &kQ5_KInfo;
+    case DType::kQ6_K:
+      return &kQ6_KInfo;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 std::optional<DTypeInfo> LookupDType(uint32_t ggml_type) {
-  switch (static_cast<DType>(ggml_type)) {
-    case DType::kF32:
-      return kF32Info;
-    case DType::kF16:
-      return kF16Info;
-    case DType::kBF16:
-      return kBF16Info;
-    case DType::kQ4_0:
-      return kQ4_0Info;
-    case DType::kQ4_1:
-      return kQ4_1Info;
-    case DType::kQ8_0:
-      return kQ8_0Info;
-    case DType::kQ4_K:
-      return kQ4_KInfo;
-    case DType::kQ5_K:
-      return kQ5_KInfo;
-    case DType::kQ6_K:
-      return kQ6_KInfo;
-  }
-  return std::nullopt;
+  const DTypeInfo* info = Find(ggml_type);
+  if (info == nullptr) return std::nullopt;
+  return *info;
 }
 
 const DTypeInfo& Info(DType t) {
-  static const auto* table = [] {
-    // Indexed by GGML type id; ids we do not support stay empty.
-    auto* tab = new std::optional<DTypeInfo>[static_cast<uint32_t>(DType::kBF16) + 1];
-    for (uint32_t id = 0; id <= static_cast<uint32_t>(DType::kBF16); ++id) {
-      tab[id] = LookupDType(id);
-    }
-    return tab;
-  }();
-  const uint32_t id = static_cast<uint32_t>(t);
-  if (id > static_cast<uint32_t>(DType::kBF16) || !table[id]) {
-    std::abort();  // Programmer error: DType values only come from LookupDType.
-  }
-  return *table[id];
+  const DTypeInfo* info = Find(static_cast<uint32_t>(t));
+  if (info == nullptr) std::abort();  // Programmer error: DTypes only come from LookupDType.
+  return *info;
 }
 
 int64_t RowBytes(DType t, int64_t n) {

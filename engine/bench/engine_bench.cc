@@ -207,7 +207,7 @@ int Main(int argc, char** argv) {
   std::printf("model %s, %d threads\n", model_path.c_str(), n_threads);
   std::printf("memory read bandwidth      %8.2f GB/s\n", bandwidth / 1e9);
   std::printf("decode weight bytes/token  %8.2f MB\n", weight_bytes / 1e6);
-  std::printf("prefill (512 tokens)       %8.1f tokens/s\n", 512 / prefill_s);
+  if (prefill) std::printf("prefill (512 tokens)       %8.1f tokens/s\n", 512 / prefill_s);
   for (int32_t batch : batches) {
     const std::string k = std::to_string(batch);
     std::printf("decode batch %-3s           %8.1f tokens/s  (x%.2f batch %d)\n", k.c_str(),

@@ -9,6 +9,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/matmul_kernels.h"
 
 namespace chai::kernels::cpu {
 namespace {
@@ -46,6 +47,13 @@ struct AttendArgs {
 // for SmolLM2). Each head's arithmetic is the same sequence of operations
 // whatever n_q is, and contraction is off for this library, so n_q = 1 and
 // n_q = group, and the AVX2 and generic instantiations, are bit-identical.
+// First row (position `start`, which begins a block) of this head in a cache
+// pool; the block's later positions follow at a stride of heads * head_dim.
+inline const float* BlockRows(const float* pool, const AttendArgs& a, int32_t start) {
+  const int64_t block = a.table[start / a.block_size];
+  return pool + (block * a.block_size * a.heads + a.head) * a.head_dim;
+}
+
 __attribute__((always_inline)) inline void AttendImpl(const AttendArgs& a) {
   const int64_t row_stride = int64_t{a.heads} * a.head_dim;
   constexpr int32_t kMaxGroup = 64;
@@ -53,9 +61,7 @@ __attribute__((always_inline)) inline void AttendImpl(const AttendArgs& a) {
   for (int32_t j = 0; j < a.n_q; ++j) max_s[j] = -std::numeric_limits<float>::infinity();
   for (int32_t start = 0; start < a.len; start += a.block_size) {
     const int32_t n = std::min(a.block_size, a.len - start);
-    const float* kp =
-        a.k +
-        (int64_t{a.table[start / a.block_size]} * a.block_size * a.heads + a.head) * a.head_dim;
+    const float* kp = BlockRows(a.k, a, start);
     for (int32_t i = 0; i < n; ++i, kp += row_stride) {
       for (int32_t j = 0; j < a.n_q; ++j) {
         const float s = Dot(a.q + int64_t{j} * a.head_dim, kp, a.head_dim) * a.scale;
@@ -77,9 +83,7 @@ __attribute__((always_inline)) inline void AttendImpl(const AttendArgs& a) {
   }
   for (int32_t start = 0; start < a.len; start += a.block_size) {
     const int32_t n = std::min(a.block_size, a.len - start);
-    const float* vp =
-        a.v +
-        (int64_t{a.table[start / a.block_size]} * a.block_size * a.heads + a.head) * a.head_dim;
+    const float* vp = BlockRows(a.v, a, start);
     for (int32_t i = 0; i < n; ++i, vp += row_stride) {
       for (int32_t j = 0; j < a.n_q; ++j) {
         const float wp = a.probs[int64_t{j} * a.len + start + i];
@@ -96,11 +100,6 @@ __attribute__((always_inline)) inline void AttendImpl(const AttendArgs& a) {
 
 __attribute__((target("avx2"))) void AttendAvx2(const AttendArgs& a) { AttendImpl(a); }
 void AttendGeneric(const AttendArgs& a) { AttendImpl(a); }
-
-bool UseAvx2() {
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  return avx2;
-}
 
 }  // namespace
 
@@ -194,7 +193,9 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
                                                                                          : 1;
   const int32_t items_per_token = n_q_heads / per_item;
   const int64_t items = int64_t{place.n_tokens} * items_per_token;
-  const bool avx2 = UseAvx2();
+  // The matmul's detector (AVX2+FMA+F16C) is a superset of what this needs;
+  // both instantiations give the same bits, so it only picks the faster one.
+  const bool avx2 = internal::CpuHasAvx2Fma();
   pool->ParallelFor(items, [&](int64_t begin, int64_t end) {
     // Per-thread scratch that only grows, so steady-state calls allocate
     // nothing.
