@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "engine/chai/clustering.h"
 #include "engine/sampling/penalty_state.h"
 #include "engine/sampling/sampler.h"
 #include "engine/text_stream.h"
@@ -41,9 +42,11 @@ absl::StatusOr<GenerateResult> Generate(
   kv.max_seqs = 1;
   kv.max_seq_len = std::max<int64_t>(total, 1);
   kv.num_blocks = (kv.max_seq_len + kv.block_size - 1) / kv.block_size;
+  const bool chai = options.chai.enabled() && prompt.size() >= kChaiFeatureTokens;
+  if (chai) kv.chai = options.chai;
   absl::StatusOr<std::unique_ptr<KvCache>> cache = KvCache::Create(&backend, config, kv);
   if (!cache.ok()) return cache.status();
-  absl::StatusOr<int32_t> slot = (*cache)->AddSequence();
+  absl::StatusOr<int32_t> slot = (*cache)->AddSequence(chai);
   if (!slot.ok()) return slot.status();
   if (absl::Status s = (*cache)->Reserve(*slot, total); !s.ok()) return s;
 
@@ -54,7 +57,11 @@ absl::StatusOr<GenerateResult> Generate(
   auto t0 = std::chrono::steady_clock::now();
 
   // Prefill in chunks the runner accepts; logits only for the last token.
+  // (A CHAI sequence's first chunk must hold its first 5 tokens.)
   const int64_t chunk = runner.max_batch_tokens();
+  if (chai && chunk < kChaiFeatureTokens) {
+    return absl::InvalidArgumentError("CHAI needs max_batch_tokens >= 5");
+  }
   for (int64_t start = 0; start < static_cast<int64_t>(prompt.size()); start += chunk) {
     const int64_t n = std::min<int64_t>(chunk, static_cast<int64_t>(prompt.size()) - start);
     std::vector<int32_t> slots(n, *slot), pos(n);
@@ -67,6 +74,7 @@ absl::StatusOr<GenerateResult> Generate(
         !s.ok()) {
       return s;
     }
+    result.clustering_s += runner.last_forward_stats().clustering_s;
   }
   auto t1 = std::chrono::steady_clock::now();
   result.prefill_s = Seconds(t0, t1);
@@ -101,8 +109,10 @@ absl::StatusOr<GenerateResult> Generate(
   result.decode_s = Seconds(t1, std::chrono::steady_clock::now());
   // The sequence's cache: the last sampled token is never written back.
   const int64_t cached = std::min<int64_t>(position, total);
-  result.k_cache_bytes = cached * (*cache)->k_bytes_per_token();
-  result.v_cache_bytes = cached * (*cache)->v_bytes_per_token();
+  result.chai = chai;
+  result.k_cache_bytes = cached * (*cache)->k_bytes_per_token(*slot);
+  result.k_cache_bytes_full = cached * KvCache::KBytesPerToken(config, {});
+  result.v_cache_bytes = cached * KvCache::VBytesPerToken(config);
   return result;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/chai/chai_plan.h"
 #include "engine/kv_cache.h"
 #include "engine/model_runner.h"
 #include "engine/sampling/sampling_params.h"
@@ -24,6 +25,9 @@ struct GenerateOptions {
   int32_t max_tokens = 128;
   bool ignore_eos = false;
   SamplingParams sampling;
+  // CHAI per layer (empty: plain attention). Prompts shorter than
+  // kChaiFeatureTokens run plain attention whatever the plan says.
+  ChaiPlan chai;
 };
 
 struct GeneratedToken {
@@ -38,9 +42,12 @@ struct GenerateResult {
   int64_t completion_tokens = 0;
   double prefill_s = 0;
   double decode_s = 0;
-  uint64_t seed = 0;          // the sampler's seed, to reproduce the run
-  int64_t k_cache_bytes = 0;  // K cache the sequence occupied at the end
+  uint64_t seed = 0;               // the sampler's seed, to reproduce the run
+  bool chai = false;               // whether CHAI was in force
+  int64_t k_cache_bytes = 0;       // K cache the sequence's positions occupy at the end
+  int64_t k_cache_bytes_full = 0;  // ... and would occupy with plain attention
   int64_t v_cache_bytes = 0;
+  double clustering_s = 0;  // CHAI's online clustering, inside prefill_s
 };
 
 // Creates a one-sequence cache sized for prompt + max_tokens (INVALID_ARGUMENT

@@ -1,6 +1,11 @@
 #include "engine/model_runner.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
+#include "engine/chai/clustering.h"
+#include "engine/chai/head_map.h"
 
 namespace chai::engine {
 namespace {
@@ -126,21 +131,18 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache,
   const int32_t n_kv = static_cast<int32_t>(c.n_kv_heads);
   const float eps = static_cast<float>(c.rms_eps);
 
-  // Inputs to backend memory. The block tables travel whole each step; they
-  // are small (max_seqs x max_blocks int32).
-  const std::vector<int32_t>& tables = cache.block_tables();
-  if (tables_ == nullptr || tables_->size() < tables.size() * sizeof(int32_t)) {
-    absl::StatusOr<std::unique_ptr<kernels::Buffer>> b =
-        be.Allocate(tables.size() * sizeof(int32_t));
-    if (!b.ok()) return b.status();
-    tables_ = *std::move(b);
-  }
+  absl::StatusOr<std::vector<PendingCluster>> pending = FindPendingClusters(batch, cache);
+  if (!pending.ok()) return pending.status();
+  stats_ = ForwardStats{};
+
+  // Inputs to backend memory; the cache keeps its block tables and head maps
+  // there itself.
   be.CopyToDevice(tokens_->data(), batch.tokens.data(), n * sizeof(int32_t));
   be.CopyToDevice(slots_->data(), batch.slots.data(), n * sizeof(int32_t));
   be.CopyToDevice(positions_->data(), batch.positions.data(), n * sizeof(int32_t));
-  be.CopyToDevice(tables_->data(), tables.data(), tables.size() * sizeof(int32_t));
-  kernels::TokenPlacement place{n, I(slots_), I(positions_), I(tables_),
+  kernels::TokenPlacement place{n, I(slots_), I(positions_), cache.device_block_tables(),
                                 cache.max_blocks_per_seq()};
+  std::vector<float> tap_q, tap_k;
 
   float* x = F(x_);
   float* h = F(h_);
@@ -153,6 +155,16 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache,
     be.MatMul(w.wv.view, h, n, F(v_));
     be.Rope(F(q_), I(positions_), n, n_heads, rope_);
     be.Rope(F(k_), I(positions_), n, n_kv, rope_);
+    if (tap_) {
+      tap_q.resize(static_cast<size_t>(n) * n_heads * c.head_dim);
+      tap_k.resize(static_cast<size_t>(n) * n_kv * c.head_dim);
+      be.CopyToHost(tap_q.data(), q_->data(), tap_q.size() * sizeof(float));
+      be.CopyToHost(tap_k.data(), k_->data(), tap_k.size() * sizeof(float));
+      tap_(l, tap_q, tap_k);
+    }
+    if (!pending->empty()) {
+      if (absl::Status s = ClusterSequences(l, *pending, cache); !s.ok()) return s;
+    }
     be.StoreKv(F(k_), F(v_), place, cache.layer(l));
     be.Attention(F(q_), n_heads, place, cache.layer(l), F(attn_));
     be.MatMul(w.wo.view, F(attn_), n, h);
@@ -164,6 +176,8 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache,
     be.MatMul(w.w_down.view, F(gate_), n, h);
     be.Add(x, h, static_cast<int64_t>(n) * dim);
   }
+  for (const PendingCluster& p : *pending) cache.set_clustered(p.slot);
+  stats_.sequences_clustered = static_cast<int32_t>(pending->size());
   const int32_t n_out = static_cast<int32_t>(batch.logit_rows.size());
   if (n_out == 0) {
     be.Synchronize();
@@ -188,6 +202,68 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache,
   be.MatMul(output_.view, h, n_out, F(logits_));
   be.CopyToHost(logits.data(), logits_->data(),
                 static_cast<size_t>(n_out) * c.vocab_size * sizeof(float));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ModelRunner::PendingCluster>> ModelRunner::FindPendingClusters(
+    const BatchInput& batch, const KvCache& cache) const {
+  std::vector<PendingCluster> pending;
+  for (size_t i = 0; i < batch.tokens.size(); ++i) {
+    const int32_t slot = batch.slots[i];
+    if (!cache.needs_clustering(slot)) continue;
+    auto it = std::find_if(pending.begin(), pending.end(),
+                           [slot](const PendingCluster& p) { return p.slot == slot; });
+    if (it == pending.end()) {
+      pending.push_back({slot, std::vector<int32_t>(kChaiFeatureTokens, -1)});
+      it = pending.end() - 1;
+    }
+    if (batch.positions[i] < kChaiFeatureTokens) {
+      it->rows[batch.positions[i]] = static_cast<int32_t>(i);
+    }
+  }
+  for (const PendingCluster& p : pending) {
+    for (int32_t r : p.rows) {
+      if (r < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "CHAI sequence in slot ", p.slot, " must have its first ", kChaiFeatureTokens,
+            " positions in the batch that clusters it (prompts shorter than ", kChaiFeatureTokens,
+            " tokens run plain attention)"));
+      }
+    }
+  }
+  return pending;
+}
+
+absl::Status ModelRunner::ClusterSequences(int64_t layer,
+                                           const std::vector<PendingCluster>& pending,
+                                           KvCache& cache) {
+  const LlamaConfig& c = weights_->config;
+  const ChaiPlan& plan = cache.options().chai;
+  if (plan.clusters[layer] == c.n_heads && plan.k_heads[layer] == c.n_kv_heads) {
+    return absl::OkStatus();  // AddSequence already installed the identity map.
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t q_row = c.n_heads * c.head_dim;
+  const int64_t k_row = c.n_kv_heads * c.head_dim;
+  std::vector<float> q(kChaiFeatureTokens * q_row), k(kChaiFeatureTokens * k_row);
+  LayerClusterOptions o;
+  o.n_heads = static_cast<int32_t>(c.n_heads);
+  o.n_kv_heads = static_cast<int32_t>(c.n_kv_heads);
+  o.head_dim = static_cast<int32_t>(c.head_dim);
+  o.n_tokens = kChaiFeatureTokens;
+  o.clusters = plan.clusters[layer];
+  o.k_heads = plan.k_heads[layer];
+  for (const PendingCluster& p : pending) {
+    for (int32_t t = 0; t < kChaiFeatureTokens; ++t) {
+      backend_->CopyToHost(q.data() + t * q_row, F(q_) + p.rows[t] * q_row, q_row * sizeof(float));
+      backend_->CopyToHost(k.data() + t * k_row, F(k_) + p.rows[t] * k_row, k_row * sizeof(float));
+    }
+    absl::StatusOr<HeadMap> map = engine::ClusterLayer(q, k, o);
+    if (!map.ok()) return map.status();
+    if (absl::Status s = cache.SetHeadMap(p.slot, layer, *map); !s.ok()) return s;
+  }
+  stats_.clustering_s +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return absl::OkStatus();
 }
 

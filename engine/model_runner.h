@@ -12,6 +12,7 @@
 #define CHAI_ENGINE_MODEL_RUNNER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -32,6 +33,17 @@ struct BatchInput {
   std::span<const int32_t> logit_rows;
 };
 
+// What one Forward call spent on CHAI's online clustering.
+struct ForwardStats {
+  double clustering_s = 0;          // wall time of all clustering in the call
+  int32_t sequences_clustered = 0;  // CHAI sequences clustered in the call
+};
+
+// Receives, per layer, host copies of a batch's rotated queries
+// [n_tokens, n_heads, head_dim] and keys [n_tokens, n_kv_heads, head_dim].
+using QkTap =
+    std::function<void(int64_t layer, std::span<const float> q, std::span<const float> k)>;
+
 class ModelRunner {
  public:
   // max_batch_tokens bounds one Forward call's token count.
@@ -44,7 +56,18 @@ class ModelRunner {
   // REQUIRES: cache.Reserve() covered every (slot, position); positions of a
   // slot in this batch extend what is cached (0..pos-1 already stored or
   // earlier in this batch).
+  //
+  // CHAI (docs/CHAI.md): a CHAI slot of the cache is clustered in the first
+  // call that holds its position 0, from its positions 0..4, which must all
+  // be in that batch (INVALID_ARGUMENT otherwise; prompts shorter than 5
+  // tokens should run as plain sequences). Each CHAI layer's head map is set
+  // in the cache before that layer stores keys, so the non-representatives'
+  // keys are never stored.
   absl::Status Forward(const BatchInput& batch, KvCache& cache, std::span<float> logits);
+
+  // Calibration hook; pass nullptr to remove. Costs a host copy per layer.
+  void SetQkTap(QkTap tap) { tap_ = std::move(tap); }
+  const ForwardStats& last_forward_stats() const { return stats_; }
 
   const LlamaConfig& config() const { return weights_->config; }
   int32_t max_batch_tokens() const { return max_batch_tokens_; }
@@ -53,6 +76,16 @@ class ModelRunner {
   ModelRunner() = default;
   absl::Status ValidateBatch(const BatchInput& batch, const KvCache& cache,
                              std::span<float> logits) const;
+  // CHAI slots of the batch that need clustering, each with the batch rows
+  // of its positions 0..kChaiFeatureTokens-1.
+  struct PendingCluster {
+    int32_t slot = 0;
+    std::vector<int32_t> rows;
+  };
+  absl::StatusOr<std::vector<PendingCluster>> FindPendingClusters(const BatchInput& batch,
+                                                                  const KvCache& cache) const;
+  absl::Status ClusterSequences(int64_t layer, const std::vector<PendingCluster>& pending,
+                                KvCache& cache);
 
   const ModelWeights* weights_ = nullptr;
   kernels::Backend* backend_ = nullptr;
@@ -72,7 +105,9 @@ class ModelRunner {
   // Scratch, sized for max_batch_tokens.
   std::unique_ptr<kernels::Buffer> x_, h_, q_, k_, v_, attn_, gate_, up_, last_, logits_;
   int32_t logit_capacity_ = 0;  // rows last_/logits_ hold
-  std::unique_ptr<kernels::Buffer> tokens_, slots_, positions_, rows_, tables_;
+  std::unique_ptr<kernels::Buffer> tokens_, slots_, positions_, rows_;
+  QkTap tap_;
+  ForwardStats stats_;
 };
 
 }  // namespace chai::engine

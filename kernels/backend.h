@@ -62,20 +62,44 @@ struct RopeParams {
   const float* inv_freq = nullptr;
 };
 
-// One layer of the paged KV cache. Block b holds the keys/values of
-// `block_size` consecutive positions of one sequence:
-//   k: [num_blocks, block_size, n_k_heads, head_dim]
-//   v: [num_blocks, block_size, n_v_heads, head_dim]
-// With CHAI, n_k_heads may be smaller than n_v_heads (only cluster
-// representatives' keys are stored).
+// One layer of the paged KV cache, with the CHAI head maps of every sequence
+// slot (all pointers in backend memory; the engine's KvCache owns them).
+//
+// V is paged by block: block b holds the values of `block_size` consecutive
+// positions of one sequence for all KV heads:
+//   v: [num_blocks, block_size, n_kv_heads, head_dim]
+// K is paged per head, so that a CHAI sequence allocates only the key heads
+// its cluster representatives read (DESIGN.md section 4, docs/CHAI.md):
+//   k: [num_k_pages, block_size, head_dim]
+//   k_pages: [max_seqs, place.max_blocks, n_kv_heads] page holding K slot j of
+//            block b of a sequence (slots >= the sequence's width unused)
+//   k_src: [max_seqs, n_kv_heads] KV head whose keys K slot j stores, -1 if
+//          the slot is unused
+// The head maps say which query head's attention probabilities each head
+// uses and where that head's keys are:
+//   score_head: [max_seqs, n_q_heads] head whose probabilities head h uses;
+//               score_head[h] == h for representatives (and every head of a
+//               plain sequence), and score_head[score_head[h]] ==
+//               score_head[h] always
+//   k_slot: [max_seqs, n_q_heads] K slot holding the keys head h scores
+//           against (read only where score_head[h] == h); the slot's k_src
+//           is h's KV head h / (n_q_heads / n_kv_heads)
+// A member head h multiplies its representative's probabilities with its
+// OWN values: out_h = P_{score_head[h]} V_{h / group}. Plain attention is the
+// identity map with k_src[j] = j and k_slot[h] = h / group.
 struct KvLayer {
   float* k = nullptr;
   float* v = nullptr;
-  int32_t n_k_heads = 0;
-  int32_t n_v_heads = 0;
+  const int32_t* k_pages = nullptr;
+  const int32_t* k_src = nullptr;
+  const int32_t* score_head = nullptr;
+  const int32_t* k_slot = nullptr;
+  int32_t n_q_heads = 0;
+  int32_t n_kv_heads = 0;
   int32_t head_dim = 0;
   int32_t block_size = 0;
   int32_t num_blocks = 0;
+  int32_t num_k_pages = 0;
 };
 
 // Where each token of a flat batch lives in the paged cache (backend memory).
@@ -128,14 +152,18 @@ class Backend {
   virtual void GatherRows(const float* src, const int32_t* rows, int32_t n, int32_t dim,
                           float* dst) = 0;
 
-  // Writes each token's keys and values into its cache slot.
-  // k: [n_tokens, kv.n_k_heads, head_dim]; v: [n_tokens, kv.n_v_heads, head_dim].
+  // Writes each token's keys and values into its cache slot: all KV heads'
+  // values, and for keys each K slot j of the token's sequence with
+  // k_src[j] >= 0 gets head k_src[j].
+  // k, v: [n_tokens, kv.n_kv_heads, head_dim].
   virtual void StoreKv(const float* k, const float* v, const TokenPlacement& place,
                        KvLayer& kv) = 0;
 
   // Causal attention of each token over its sequence's cached positions
-  // 0..pos (inclusive; StoreKv must have run for them). Grouped-query:
-  // query head h reads kv head h / (n_q_heads / n_v_heads).
+  // 0..pos (inclusive; StoreKv must have run for them), through the
+  // sequence's head maps (see KvLayer): representatives compute
+  // softmax(q_h k^T * scale), members reuse those probabilities bit for bit
+  // with their own values. REQUIRES: n_q_heads == kv.n_q_heads.
   // q, out: [n_tokens, n_q_heads, head_dim]. Scale 1/sqrt(head_dim).
   virtual void Attention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
                          const KvLayer& kv, float* out) = 0;

@@ -157,9 +157,10 @@ int RunGenerate(const std::vector<std::string>& args) {
            result->prefill_s > 0 ? result->prompt_tokens / result->prefill_s : 0.0},
           {"decode_tokens_per_s", result->decode_s > 0 ? decode_steps / result->decode_s : 0.0}}},
         {"chai",
-         {{"enabled", false},
+         {{"enabled", result->chai},
           {"k_cache_bytes", result->k_cache_bytes},
-          {"k_cache_bytes_full", result->k_cache_bytes}}},
+          {"k_cache_bytes_full", result->k_cache_bytes_full},
+          {"clustering_s", result->clustering_s}}},
         {"seed", result->seed}};
     std::cout << Dump(summary) << "\n";
   } else {

@@ -17,3 +17,9 @@ chai_test(chai_cli_generate_test
   LABELS cli)
 target_compile_definitions(chai_cli_generate_test PRIVATE CHAI_BINARY="$<TARGET_FILE:chai>")
 add_dependencies(chai_cli_generate_test chai)
+
+# CHAI in the engine on the real model (docs/CHAI.md).
+chai_test(chai_engine_chai_test
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/chai_engine_test.cc
+  LIBS chai_engine chai_kernels_cpu
+  LABELS golden)

@@ -1,6 +1,7 @@
 // Paged attention (StoreKv + Attention) against dense naive attention on a
 // ragged batch: sequences of different lengths, a prefill chunk mixed with
-// decode tokens, block tables that are shuffled and non-contiguous, GQA.
+// decode tokens, block tables and K pages that are shuffled and
+// non-contiguous, GQA, and CHAI head maps that differ per sequence.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -56,9 +57,52 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
         tables_[s * kMaxBlocks + b] = blocks[next++];
       }
     }
-    k_cache_.assign(size_t{kNumBlocks} * kBlockSize * n_kv_ * kHeadDim, std::nanf(""));
-    v_cache_ = k_cache_;
-    kv_ = {k_cache_.data(), v_cache_.data(), n_kv_, n_kv_, kHeadDim, kBlockSize, kNumBlocks};
+    // K pages: each (sequence, block, K slot) gets a shuffled page id.
+    std::vector<int32_t> pages(kNumBlocks * n_kv_);
+    std::iota(pages.begin(), pages.end(), 0);
+    std::shuffle(pages.begin(), pages.end(), rng);
+    k_pages_.assign(kSeqs * kMaxBlocks * n_kv_, -1);
+    for (size_t i = 0; i < k_pages_.size(); ++i) k_pages_[i] = pages[i];
+    k_cache_.assign(size_t{kNumBlocks} * n_kv_ * kBlockSize * kHeadDim, std::nanf(""));
+    v_cache_.assign(size_t{kNumBlocks} * kBlockSize * n_kv_ * kHeadDim, std::nanf(""));
+    for (int s = 0; s < kSeqs; ++s) SetIdentityMap(s);
+    kv_.k = k_cache_.data();
+    kv_.v = v_cache_.data();
+    kv_.k_pages = k_pages_.data();
+    kv_.k_src = k_src_.data();
+    kv_.score_head = score_head_.data();
+    kv_.k_slot = k_slot_.data();
+    kv_.n_q_heads = n_q_;
+    kv_.n_kv_heads = n_kv_;
+    kv_.head_dim = kHeadDim;
+    kv_.block_size = kBlockSize;
+    kv_.num_blocks = kNumBlocks;
+    kv_.num_k_pages = kNumBlocks * n_kv_;
+  }
+
+  void SetIdentityMap(int s) {
+    k_src_.resize(kSeqs * n_kv_);
+    score_head_.resize(kSeqs * n_q_);
+    k_slot_.resize(kSeqs * n_q_);
+    for (int j = 0; j < n_kv_; ++j) k_src_[s * n_kv_ + j] = j;
+    for (int h = 0; h < n_q_; ++h) {
+      score_head_[s * n_q_ + h] = h;
+      k_slot_[s * n_q_ + h] = h / (n_q_ / n_kv_);
+    }
+  }
+
+  // A CHAI map for sequence s: rep[h] is h's representative; kept lists the
+  // KV heads whose keys are stored, in K slot order.
+  void SetMap(int s, const std::vector<int32_t>& rep, const std::vector<int32_t>& kept) {
+    const int group = n_q_ / n_kv_;
+    for (int j = 0; j < n_kv_; ++j) {
+      k_src_[s * n_kv_ + j] = j < static_cast<int>(kept.size()) ? kept[j] : -1;
+    }
+    for (int h = 0; h < n_q_; ++h) {
+      score_head_[s * n_q_ + h] = rep[h];
+      const auto it = std::find(kept.begin(), kept.end(), h / group);
+      k_slot_[s * n_q_ + h] = it == kept.end() ? 0 : static_cast<int32_t>(it - kept.begin());
+    }
   }
 
   TokenPlacement Place(const Batch& b) const {
@@ -88,14 +132,19 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
     return out;
   }
 
-  // Dense causal attention in float64 for token (s, p), query head h.
+  // Dense causal attention in float64 for token (s, p), query head h, with
+  // the sequence's map: scores of h's representative r (its query, its KV
+  // head's keys), values of h's own KV head.
   std::vector<double> Naive(int s, int p, int h) const {
-    const int kvh = h / (n_q_ / n_kv_);
-    const float* q = &q_[s][(static_cast<size_t>(p) * n_q_ + h) * kHeadDim];
+    const int group = n_q_ / n_kv_;
+    const int r = score_head_[s * n_q_ + h];
+    const int kvh = h / group;
+    const int kvr = r / group;
+    const float* q = &q_[s][(static_cast<size_t>(p) * n_q_ + r) * kHeadDim];
     std::vector<double> scores(p + 1);
     double mx = -INFINITY;
     for (int j = 0; j <= p; ++j) {
-      const float* k = &k_[s][(static_cast<size_t>(j) * n_kv_ + kvh) * kHeadDim];
+      const float* k = &k_[s][(static_cast<size_t>(j) * n_kv_ + kvr) * kHeadDim];
       double d = 0;
       for (int i = 0; i < kHeadDim; ++i) d += double{q[i]} * k[i];
       scores[j] = d / std::sqrt(double{kHeadDim});
@@ -125,7 +174,7 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
 
   int n_q_ = 0, n_kv_ = 0;
   std::vector<float> k_[kSeqs], v_[kSeqs], q_[kSeqs];
-  std::vector<int32_t> tables_;
+  std::vector<int32_t> tables_, k_pages_, k_src_, score_head_, k_slot_;
   std::vector<float> k_cache_, v_cache_;
   KvLayer kv_;
 };
@@ -140,17 +189,20 @@ TEST_P(PagedAttentionTest, RaggedMixedBatchMatchesDenseAttention) {
   Store(*be, step1);
   ExpectMatchesNaive(step1, Attend(*be, step1));
 
-  // StoreKv wrote each position to its shuffled physical slot.
+  // StoreKv wrote each position to its shuffled block and K pages.
   for (int32_t t = 0; t < step1.size(); ++t) {
     const int s = step1.seq[t], p = step1.pos[t];
-    const int64_t slot =
+    const int64_t row =
         int64_t{tables_[s * kMaxBlocks + p / kBlockSize]} * kBlockSize + p % kBlockSize;
     ASSERT_EQ(0,
-              std::memcmp(&k_cache_[slot * n_kv_ * kHeadDim],
-                          &k_[s][static_cast<size_t>(p) * n_kv_ * kHeadDim], n_kv_ * kHeadDim * 4));
-    ASSERT_EQ(0,
-              std::memcmp(&v_cache_[slot * n_kv_ * kHeadDim],
+              std::memcmp(&v_cache_[row * n_kv_ * kHeadDim],
                           &v_[s][static_cast<size_t>(p) * n_kv_ * kHeadDim], n_kv_ * kHeadDim * 4));
+    for (int j = 0; j < n_kv_; ++j) {
+      const int64_t page = k_pages_[(s * kMaxBlocks + p / kBlockSize) * n_kv_ + j];
+      ASSERT_EQ(0,
+                std::memcmp(&k_cache_[(page * kBlockSize + p % kBlockSize) * kHeadDim],
+                            &k_[s][(static_cast<size_t>(p) * n_kv_ + j) * kHeadDim], kHeadDim * 4));
+    }
   }
 
   // Step 2: decode tokens of sequences 0 and 1 mixed with a prefill chunk of
@@ -182,27 +234,89 @@ INSTANTIATE_TEST_SUITE_P(HeadLayouts, PagedAttentionTest,
                          ::testing::Values(std::make_pair(9, 3), std::make_pair(4, 4),
                                            std::make_pair(6, 1)));
 
-TEST(PagedAttentionGqaTest, QueryHeadsReadTheirGroupsKvHead) {
-  // kv head 1's values are all 1 and kv head 0's all 0: with 4 q heads over 2
-  // kv heads, q heads 0-1 must output 0 and q heads 2-3 must output 1.
+// CHAI maps are written for SmolLM2's layout: 9 query heads, 3 KV heads.
+class ChaiAttentionTest : public PagedAttentionTest {};
+
+TEST_P(ChaiAttentionTest, MapsPerSequenceMatchDenseAndStoreOnlyKeptKeys) {
+  // Sequence 0 plain; sequence 1 clusters {0,4,8} {1,2} {3,5,6,7} keeping all
+  // keys; sequence 2 keeps only KV head 2's keys: every head scores with
+  // head 6 or 8.
+  SetMap(1, {0, 1, 1, 3, 0, 3, 3, 3, 0}, {0, 1, 2});
+  SetMap(2, {6, 6, 8, 6, 8, 6, 6, 8, 8}, {2});
+  std::unique_ptr<Backend> be = CreateCpuBackend({.threads = 3});
+  Batch step1;
+  step1.Add(0, 0, 10);
+  step1.Add(1, 0, 17);
+  step1.Add(2, 0, 5);
+  Store(*be, step1);
+  ExpectMatchesNaive(step1, Attend(*be, step1));
+  // Sequence 2 stored only K slot 0 (= KV head 2); its other pages untouched.
+  for (int p = 0; p < 5; ++p) {
+    for (int j = 0; j < n_kv_; ++j) {
+      const int64_t page = k_pages_[(2 * kMaxBlocks + p / kBlockSize) * n_kv_ + j];
+      const float* got = &k_cache_[(page * kBlockSize + p % kBlockSize) * kHeadDim];
+      if (j == 0) {
+        ASSERT_EQ(0, std::memcmp(got, &k_[2][(static_cast<size_t>(p) * n_kv_ + 2) * kHeadDim],
+                                 kHeadDim * 4));
+      } else {
+        ASSERT_TRUE(std::isnan(got[0])) << "K slot " << j << " was written";
+      }
+    }
+  }
+  Batch step2;
+  step2.Add(2, 5, 9);
+  step2.Add(1, 17, 18);
+  step2.Add(2, 9, 13);
+  step2.Add(0, 10, 11);
+  Store(*be, step2);
+  const std::vector<float> out2 = Attend(*be, step2);
+  ExpectMatchesNaive(step2, out2);
+  std::unique_ptr<Backend> be1 = CreateCpuBackend({.threads = 1});
+  for (int32_t t = 0; t < step2.size(); ++t) {
+    Batch one;
+    one.Add(step2.seq[t], step2.pos[t], step2.pos[t] + 1);
+    const std::vector<float> alone = Attend(*be1, one);
+    ASSERT_EQ(0, std::memcmp(alone.data(), &out2[static_cast<size_t>(t) * n_q_ * kHeadDim],
+                             alone.size() * sizeof(float)))
+        << "token " << t;
+  }
+}
+
+TEST_P(ChaiAttentionTest, MembersUseTheirRepresentativesProbabilitiesBitwise) {
+  // With V[p][kv][d] = (d == p) for every KV head, out_h[0..pos] is exactly
+  // the probability row head h used: members (even on other KV heads) must
+  // equal their representative bit for bit, and the row must sum to ~1.
+  for (int s = 0; s < kSeqs; ++s) {
+    std::fill(v_[s].begin(), v_[s].end(), 0.0f);
+    for (int p = 0; p < kLen[s]; ++p) {
+      for (int g = 0; g < n_kv_; ++g)
+        v_[s][(static_cast<size_t>(p) * n_kv_ + g) * kHeadDim + p] = 1;
+    }
+  }
+  SetMap(0, {0, 0, 2, 0, 2, 5, 0, 2, 5}, {0, 1});
+  SetMap(1, {0, 1, 1, 3, 0, 3, 3, 3, 0}, {0, 1, 2});
   std::unique_ptr<Backend> be = CreateCpuBackend({.threads = 2});
-  const int hd = 8, bs = 2;
-  std::vector<float> kc(4 * bs * 2 * hd, 0.0f), vc(4 * bs * 2 * hd, 0.0f);
-  KvLayer kv{kc.data(), vc.data(), 2, 2, hd, bs, 4};
-  const std::vector<int32_t> table = {3, 1};
-  const std::vector<int32_t> seq = {0, 0, 0}, pos = {0, 1, 2};
-  std::vector<float> k(3 * 2 * hd, 0.25f), v(3 * 2 * hd, 0.0f);
-  for (int t = 0; t < 3; ++t) std::fill_n(&v[(t * 2 + 1) * hd], hd, 1.0f);
-  TokenPlacement place{3, seq.data(), pos.data(), table.data(), 2};
-  be->StoreKv(k.data(), v.data(), place, kv);
-  std::vector<float> q(3 * 4 * hd, 1.0f), out(3 * 4 * hd);
-  be->Attention(q.data(), 4, place, kv, out.data());
-  for (int t = 0; t < 3; ++t) {
-    for (int h = 0; h < 4; ++h) {
-      for (int i = 0; i < hd; ++i) EXPECT_EQ(out[(t * 4 + h) * hd + i], h < 2 ? 0.0f : 1.0f);
+  Batch b;
+  b.Add(0, 0, 11);
+  b.Add(1, 0, 18);
+  Store(*be, b);
+  const std::vector<float> out = Attend(*be, b);
+  for (int32_t t = 0; t < b.size(); ++t) {
+    const int s = b.seq[t];
+    for (int h = 0; h < n_q_; ++h) {
+      const int r = score_head_[s * n_q_ + h];
+      const float* oh = &out[(static_cast<size_t>(t) * n_q_ + h) * kHeadDim];
+      const float* orep = &out[(static_cast<size_t>(t) * n_q_ + r) * kHeadDim];
+      ASSERT_EQ(0, std::memcmp(oh, orep, kHeadDim * sizeof(float)))
+          << "token " << t << " head " << h;
+      double sum = 0;
+      for (int d = 0; d <= b.pos[t]; ++d) sum += oh[d];
+      ASSERT_NEAR(sum, 1.0, 1e-5);
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Gqa9x3, ChaiAttentionTest, ::testing::Values(std::make_pair(9, 3)));
 
 }  // namespace
 }  // namespace chai::kernels

@@ -28,78 +28,103 @@ inline float Dot(const float* a, const float* b, int32_t n) {
   return (((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))) + tail;
 }
 
-struct AttendArgs {
-  const float* q;        // [n_q, head_dim]: query heads sharing one KV head
-  int32_t n_q;           // how many (1, or the whole GQA group)
-  const float* k;        // cache pool [blocks, block_size, heads, head_dim]
-  const float* v;        // same layout as k
-  const int32_t* table;  // this sequence's block table
-  int32_t len;           // attend over positions [0, len)
-  int32_t block_size, heads, head, head_dim;
+// Scores and softmax numerators of representative query heads that read
+// the same K slot of one sequence, over positions [0, len).
+struct ScoreArgs {
+  const float* q;        // token's queries [n_q_heads, head_dim]
+  const int32_t* heads;  // the representatives [n_heads]
+  int32_t n_heads;       // 1..kMaxGroup
+  const float* k;        // K pool [pages, block_size, head_dim]
+  const int32_t* pages;  // this sequence's page of this slot for block b: pages[b * page_stride]
+  int32_t page_stride;
+  int32_t len, block_size, head_dim;
   float scale;
-  float* probs;  // scratch [n_q, len]
-  float* out;    // [n_q, head_dim]
+  float* probs;    // out: [n_q_heads, len] rows of the representatives (exp(s - max))
+  float* inv_sum;  // out: [n_q_heads] 1 / sum of the row
 };
 
-// Query heads that share a KV head over one sequence's cached positions.
-// Walks the block table a block at a time (no division per position) and
-// reads each K and V row once for all n_q heads (GQA: 3x less cache traffic
-// for SmolLM2). Each head's arithmetic is the same sequence of operations
-// whatever n_q is, and contraction is off for this library, so n_q = 1 and
-// n_q = group, and the AVX2 and generic instantiations, are bit-identical.
-// First row (position `start`, which begins a block) of this head in a cache
-// pool; the block's later positions follow at a stride of heads * head_dim.
-inline const float* BlockRows(const float* pool, const AttendArgs& a, int32_t start) {
-  const int64_t block = a.table[start / a.block_size];
-  return pool + (block * a.block_size * a.heads + a.head) * a.head_dim;
-}
+constexpr int32_t kMaxGroup = 64;
 
-__attribute__((always_inline)) inline void AttendImpl(const AttendArgs& a) {
-  const int64_t row_stride = int64_t{a.heads} * a.head_dim;
-  constexpr int32_t kMaxGroup = 64;
+// Walks the sequence's K pages a block at a time (no division per
+// position); each page is block_size contiguous rows, read once for all
+// heads in the call. Each head's arithmetic is the same sequence of
+// operations whatever n_heads is, and contraction is off for this library,
+// so any grouping, and the AVX2 and generic instantiations, are
+// bit-identical.
+__attribute__((always_inline)) inline void ScoreImpl(const ScoreArgs& a) {
   float max_s[kMaxGroup];
-  for (int32_t j = 0; j < a.n_q; ++j) max_s[j] = -std::numeric_limits<float>::infinity();
+  for (int32_t j = 0; j < a.n_heads; ++j) max_s[j] = -std::numeric_limits<float>::infinity();
   for (int32_t start = 0; start < a.len; start += a.block_size) {
     const int32_t n = std::min(a.block_size, a.len - start);
-    const float* kp = BlockRows(a.k, a, start);
-    for (int32_t i = 0; i < n; ++i, kp += row_stride) {
-      for (int32_t j = 0; j < a.n_q; ++j) {
-        const float s = Dot(a.q + int64_t{j} * a.head_dim, kp, a.head_dim) * a.scale;
-        a.probs[int64_t{j} * a.len + start + i] = s;
+    const float* kp =
+        a.k + int64_t{a.pages[(start / a.block_size) * a.page_stride]} * a.block_size * a.head_dim;
+    for (int32_t i = 0; i < n; ++i, kp += a.head_dim) {
+      for (int32_t j = 0; j < a.n_heads; ++j) {
+        const int32_t h = a.heads[j];
+        const float s = Dot(a.q + int64_t{h} * a.head_dim, kp, a.head_dim) * a.scale;
+        a.probs[int64_t{h} * a.len + start + i] = s;
         max_s[j] = std::max(max_s[j], s);
       }
     }
   }
-  float inv[kMaxGroup];
-  for (int32_t j = 0; j < a.n_q; ++j) {
-    float* pj = a.probs + int64_t{j} * a.len;
+  for (int32_t j = 0; j < a.n_heads; ++j) {
+    const int32_t h = a.heads[j];
+    float* pj = a.probs + int64_t{h} * a.len;
     float sum = 0.0f;
     for (int32_t p = 0; p < a.len; ++p) {
       pj[p] = std::exp(pj[p] - max_s[j]);
       sum += pj[p];
     }
-    inv[j] = 1.0f / sum;
-    std::fill(a.out + int64_t{j} * a.head_dim, a.out + int64_t{j + 1} * a.head_dim, 0.0f);
+    a.inv_sum[h] = 1.0f / sum;
+  }
+}
+
+// out_h = (P_{score_head[h]} V_{kv head}) * inv_sum for query heads sharing
+// one KV head: each V row is read once for all of them.
+struct MixArgs {
+  const int32_t* heads;       // query heads [n_heads], all reading KV head `kv_head`
+  const int32_t* score_head;  // the sequence's map [n_q_heads]
+  int32_t n_heads;
+  const float* v;        // V pool [blocks, block_size, n_kv_heads, head_dim]
+  const int32_t* table;  // the sequence's block table
+  int32_t len, block_size, n_kv_heads, kv_head, head_dim;
+  const float* probs;    // [n_q_heads, len]
+  const float* inv_sum;  // [n_q_heads]
+  float* out;            // token's output [n_q_heads, head_dim]
+};
+
+__attribute__((always_inline)) inline void MixImpl(const MixArgs& a) {
+  const int64_t row_stride = int64_t{a.n_kv_heads} * a.head_dim;
+  for (int32_t j = 0; j < a.n_heads; ++j) {
+    float* o = a.out + int64_t{a.heads[j]} * a.head_dim;
+    std::fill(o, o + a.head_dim, 0.0f);
   }
   for (int32_t start = 0; start < a.len; start += a.block_size) {
     const int32_t n = std::min(a.block_size, a.len - start);
-    const float* vp = BlockRows(a.v, a, start);
+    const float* vp =
+        a.v + (int64_t{a.table[start / a.block_size]} * a.block_size * a.n_kv_heads + a.kv_head) *
+                  a.head_dim;
     for (int32_t i = 0; i < n; ++i, vp += row_stride) {
-      for (int32_t j = 0; j < a.n_q; ++j) {
-        const float wp = a.probs[int64_t{j} * a.len + start + i];
-        float* o = a.out + int64_t{j} * a.head_dim;
+      for (int32_t j = 0; j < a.n_heads; ++j) {
+        const int32_t h = a.heads[j];
+        const float wp = a.probs[int64_t{a.score_head[h]} * a.len + start + i];
+        float* o = a.out + int64_t{h} * a.head_dim;
         for (int32_t d = 0; d < a.head_dim; ++d) o[d] += wp * vp[d];
       }
     }
   }
-  for (int32_t j = 0; j < a.n_q; ++j) {
-    float* o = a.out + int64_t{j} * a.head_dim;
-    for (int32_t d = 0; d < a.head_dim; ++d) o[d] *= inv[j];
+  for (int32_t j = 0; j < a.n_heads; ++j) {
+    const int32_t h = a.heads[j];
+    const float inv = a.inv_sum[a.score_head[h]];
+    float* o = a.out + int64_t{h} * a.head_dim;
+    for (int32_t d = 0; d < a.head_dim; ++d) o[d] *= inv;
   }
 }
 
-__attribute__((target("avx2"))) void AttendAvx2(const AttendArgs& a) { AttendImpl(a); }
-void AttendGeneric(const AttendArgs& a) { AttendImpl(a); }
+__attribute__((target("avx2"))) void ScoreAvx2(const ScoreArgs& a) { ScoreImpl(a); }
+void ScoreGeneric(const ScoreArgs& a) { ScoreImpl(a); }
+__attribute__((target("avx2"))) void MixAvx2(const MixArgs& a) { MixImpl(a); }
+void MixGeneric(const MixArgs& a) { MixImpl(a); }
 
 }  // namespace
 
@@ -164,66 +189,125 @@ void GatherRowsOf(const float* src, const int32_t* rows, int32_t n, int32_t dim,
 }
 
 void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv) {
-  const size_t k_bytes = sizeof(float) * kv.n_k_heads * kv.head_dim;
-  const size_t v_bytes = sizeof(float) * kv.n_v_heads * kv.head_dim;
+  const int32_t hd = kv.head_dim;
+  const size_t head_bytes = sizeof(float) * hd;
+  const size_t v_bytes = head_bytes * kv.n_kv_heads;
   for (int32_t t = 0; t < place.n_tokens; ++t) {
-    const int32_t* table = place.block_tables + int64_t{place.seq[t]} * place.max_blocks;
+    const int32_t seq = place.seq[t];
     const int32_t p = place.pos[t];
-    const int64_t slot = int64_t{table[p / kv.block_size]} * kv.block_size + p % kv.block_size;
-    std::memcpy(kv.k + slot * kv.n_k_heads * kv.head_dim,
-                k + int64_t{t} * kv.n_k_heads * kv.head_dim, k_bytes);
-    std::memcpy(kv.v + slot * kv.n_v_heads * kv.head_dim,
-                v + int64_t{t} * kv.n_v_heads * kv.head_dim, v_bytes);
+    const int32_t b = p / kv.block_size;
+    const int32_t i = p % kv.block_size;
+    const int32_t* table = place.block_tables + int64_t{seq} * place.max_blocks;
+    const int64_t row = int64_t{table[b]} * kv.block_size + i;
+    std::memcpy(kv.v + row * kv.n_kv_heads * hd, v + int64_t{t} * kv.n_kv_heads * hd, v_bytes);
+    const int32_t* src = kv.k_src + int64_t{seq} * kv.n_kv_heads;
+    const int32_t* pages = kv.k_pages + (int64_t{seq} * place.max_blocks + b) * kv.n_kv_heads;
+    for (int32_t j = 0; j < kv.n_kv_heads && src[j] >= 0; ++j) {
+      std::memcpy(kv.k + (int64_t{pages[j]} * kv.block_size + i) * hd,
+                  k + (int64_t{t} * kv.n_kv_heads + src[j]) * hd, head_bytes);
+    }
   }
 }
 
 void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
                     const KvLayer& kv, float* out, ThreadPool* pool) {
-  if (kv.n_k_heads != kv.n_v_heads || kv.n_v_heads <= 0 || n_q_heads % kv.n_v_heads != 0) {
+  if (kv.n_kv_heads <= 0 || n_q_heads != kv.n_q_heads || n_q_heads % kv.n_kv_heads != 0 ||
+      n_q_heads / kv.n_kv_heads > kMaxGroup) {
     std::abort();  // Programmer error: see REQUIRES in ops.h.
   }
   const int32_t hd = kv.head_dim;
-  const int32_t group = n_q_heads / kv.n_v_heads;
+  const int32_t n_kv = kv.n_kv_heads;
+  const int32_t group = n_q_heads / n_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  // Whole GQA groups per work item when there are enough of them to keep the
-  // pool busy (each K/V row is then read once per group); single query heads
-  // otherwise (batch-1 decode has only n_kv_heads groups). Same bits either way.
-  const int32_t per_item =
-      (group <= 64 && int64_t{place.n_tokens} * kv.n_v_heads >= 2 * pool->num_threads()) ? group
-                                                                                         : 1;
-  const int32_t items_per_token = n_q_heads / per_item;
-  const int64_t items = int64_t{place.n_tokens} * items_per_token;
-  // The matmul's detector (AVX2+FMA+F16C) is a superset of what this needs;
-  // both instantiations give the same bits, so it only picks the faster one.
   const bool avx2 = internal::CpuHasAvx2Fma();
-  pool->ParallelFor(items, [&](int64_t begin, int64_t end) {
-    // Per-thread scratch that only grows, so steady-state calls allocate
-    // nothing.
-    thread_local std::vector<float> probs;
+  const int32_t n_tokens = place.n_tokens;
+  // Phase 1 scores representatives, phase 2 mixes values for every head;
+  // members read their representative's row of `probs`, so they use its
+  // probabilities bit for bit and CHAI skips their q k^T work. Rows of probs
+  // per token start at an offset of n_q_heads * (positions before it).
+  static thread_local std::vector<int64_t> offset;
+  offset.resize(n_tokens + 1);
+  offset[0] = 0;
+  for (int32_t t = 0; t < n_tokens; ++t) {
+    offset[t + 1] = offset[t] + int64_t{n_q_heads} * (place.pos[t] + 1);
+  }
+  static thread_local std::vector<float> probs_buf, inv_buf;
+  if (probs_buf.size() < static_cast<size_t>(offset[n_tokens])) {
+    probs_buf.resize(offset[n_tokens]);
+  }
+  if (inv_buf.size() < static_cast<size_t>(n_tokens) * n_q_heads) {
+    inv_buf.resize(static_cast<size_t>(n_tokens) * n_q_heads);
+  }
+  // Lambdas must not name the thread_locals: on a worker thread they would
+  // be the worker's own (empty) instances.
+  float* probs = probs_buf.data();
+  float* inv = inv_buf.data();
+  const int64_t* off = offset.data();
+
+  // Phase 1: one item per (token, K slot): the representatives reading that
+  // slot share each K row. A K slot holds one KV head, so at most `group`
+  // representatives read it.
+  pool->ParallelFor(int64_t{n_tokens} * n_kv, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int32_t t = static_cast<int32_t>(item / n_kv);
+      const int32_t slot = static_cast<int32_t>(item % n_kv);
+      const int32_t seq = place.seq[t];
+      const int32_t* sh = kv.score_head + int64_t{seq} * n_q_heads;
+      const int32_t* ks = kv.k_slot + int64_t{seq} * n_q_heads;
+      int32_t heads[kMaxGroup];
+      int32_t n = 0;
+      for (int32_t h = 0; h < n_q_heads; ++h) {
+        if (sh[h] == h && ks[h] == slot) heads[n++] = h;
+      }
+      if (n == 0) continue;
+      const ScoreArgs args{q + int64_t{t} * n_q_heads * hd,
+                           heads,
+                           n,
+                           kv.k,
+                           kv.k_pages + int64_t{seq} * place.max_blocks * n_kv + slot,
+                           n_kv,
+                           place.pos[t] + 1,
+                           kv.block_size,
+                           hd,
+                           scale,
+                           probs + off[t],
+                           inv + int64_t{t} * n_q_heads};
+      if (avx2) {
+        ScoreAvx2(args);
+      } else {
+        ScoreGeneric(args);
+      }
+    }
+  });
+  // Phase 2: one item per (token, KV head), or per (token, head) when there
+  // are too few of those to keep the pool busy (batch-1 decode). Same bits
+  // either way.
+  const int32_t per_item = int64_t{n_tokens} * n_kv >= 2 * pool->num_threads() ? group : 1;
+  const int32_t items_per_token = n_q_heads / per_item;
+  pool->ParallelFor(int64_t{n_tokens} * items_per_token, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int32_t t = static_cast<int32_t>(item / items_per_token);
       const int32_t h0 = static_cast<int32_t>(item % items_per_token) * per_item;
-      const int32_t len = place.pos[t] + 1;
-      const size_t need = static_cast<size_t>(len) * per_item;
-      if (probs.size() < need) probs.resize(need);
-      const int64_t row = int64_t{t} * n_q_heads + h0;
-      const AttendArgs args{q + row * hd,
-                            per_item,
-                            kv.k,
-                            kv.v,
-                            place.block_tables + int64_t{place.seq[t]} * place.max_blocks,
-                            len,
-                            kv.block_size,
-                            kv.n_k_heads,
-                            h0 / group,
-                            hd,
-                            scale,
-                            probs.data(),
-                            out + row * hd};
+      int32_t heads[kMaxGroup];
+      for (int32_t j = 0; j < per_item; ++j) heads[j] = h0 + j;
+      const int32_t seq = place.seq[t];
+      const MixArgs args{heads,
+                         kv.score_head + int64_t{seq} * n_q_heads,
+                         per_item,
+                         kv.v,
+                         place.block_tables + int64_t{seq} * place.max_blocks,
+                         place.pos[t] + 1,
+                         kv.block_size,
+                         n_kv,
+                         h0 / group,
+                         hd,
+                         probs + off[t],
+                         inv + int64_t{t} * n_q_heads,
+                         out + int64_t{t} * n_q_heads * hd};
       if (avx2) {
-        AttendAvx2(args);
+        MixAvx2(args);
       } else {
-        AttendGeneric(args);
+        MixGeneric(args);
       }
     }
   });

@@ -33,11 +33,12 @@ void AddValues(float* x, const float* y, int64_t n);
 // dst[i, :] = src[rows[i], :]. dst: [n, dim].
 void GatherRowsOf(const float* src, const int32_t* rows, int32_t n, int32_t dim, float* dst);
 
-// k: [n_tokens, kv.n_k_heads, head_dim]; v: [n_tokens, kv.n_v_heads, head_dim].
+// k, v: [n_tokens, kv.n_kv_heads, head_dim]; K slots per kv.k_src.
 void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv);
 
-// q, out: [n_tokens, n_q_heads, head_dim]. REQUIRES: kv.n_k_heads ==
-// kv.n_v_heads, n_q_heads % n_v_heads == 0.
+// q, out: [n_tokens, n_q_heads, head_dim], through the head maps of kv
+// (Backend::Attention). REQUIRES: n_q_heads == kv.n_q_heads, a multiple of
+// kv.n_kv_heads, at most 64 query heads per KV head; valid maps.
 void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
                     const KvLayer& kv, float* out, ThreadPool* pool);
 
