@@ -8,8 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "engine/generate.h"
 #include "engine/loaded_model.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "kernels/backend_registry.h"
 #include "nlohmann/json.hpp"
+#include "server/chai_config_flag.h"
 #include "server/cli_flags.h"
 
 namespace chai::server {
@@ -51,7 +52,9 @@ int RunGenerate(const std::vector<std::string>& args) {
   f.Value("frequency-penalty", "OpenAI-style frequency penalty in [-2, 2]", "0");
   f.Value("seed", "sampler seed (default: random, reported in --json output)");
   f.Bool("ignore-eos", "keep generating past end-of-sequence tokens");
-  f.Value("chai-config", "CHAI cluster config: none or a FILE", "");
+  f.Value("chai-config",
+          "CHAI cluster config: none, or a FILE (default: the shipped config matching the model)",
+          "");
   f.Value("backend", "auto, cpu or cuda", "auto");
   f.Value("threads", "CPU threads; 0 = all cores", "0");
   f.Bool("json", "print JSON Lines: one object per token, then a summary");
@@ -93,25 +96,21 @@ int RunGenerate(const std::vector<std::string>& args) {
     if (!seed.ok()) return UsageError(std::string(seed.status().message()));
     opts.sampling.seed = static_cast<uint64_t>(*seed);
   }
-  const std::string backend_name = f.Str("backend");
-  if (backend_name != "auto" && backend_name != "cpu" && backend_name != "cuda") {
-    return UsageError("--backend must be auto, cpu or cuda");
-  }
-  const std::string chai_config = f.Str("chai-config");
-  if (!chai_config.empty() && chai_config != "none") {
-    // CHAI itself lands with issue 3; until then only plain attention exists.
-    return Failure(absl::UnimplementedError(
-        "CHAI cluster configs are not supported by this build yet; use --chai-config none"));
-  }
-  if (backend_name == "cuda") {
-    return Failure(absl::UnavailableError("this build has no CUDA backend; use --backend cpu"));
-  }
+  absl::StatusOr<kernels::BackendKind> backend_kind = kernels::ParseBackendKind(f.Str("backend"));
+  if (!backend_kind.ok()) return UsageError(std::string(backend_kind.status().message()));
 
   auto t_load = std::chrono::steady_clock::now();
   absl::StatusOr<engine::LoadedModel> model = engine::LoadModel(f.Str("model"));
   if (!model.ok()) return Failure(model.status());
-  std::unique_ptr<kernels::Backend> backend =
-      kernels::CreateCpuBackend({.threads = static_cast<int>(*threads)});
+  absl::StatusOr<ResolvedChaiPlan> chai =
+      ResolveChaiPlan(f.Str("chai-config"), *model, "chai generate");
+  if (!chai.ok()) return Failure(chai.status());
+  opts.chai = chai->plan;
+  // auto: CUDA when its module loads and finds a device, else the CPU.
+  absl::StatusOr<std::unique_ptr<kernels::Backend>> created =
+      kernels::CreateBackend(*backend_kind, {.cpu_threads = static_cast<int>(*threads)});
+  if (!created.ok()) return Failure(created.status());
+  std::unique_ptr<kernels::Backend> backend = *std::move(created);
   absl::StatusOr<std::unique_ptr<engine::ModelRunner>> runner =
       engine::ModelRunner::Create(model->weights.get(), backend.get(), 512);
   if (!runner.ok()) return Failure(runner.status());
@@ -142,6 +141,8 @@ int RunGenerate(const std::vector<std::string>& args) {
         std::cout.flush();
       });
   if (!result.ok()) return Failure(result.status());
+  // A device error turns later ops into no-ops (kernels/backend_registry.h).
+  if (absl::Status s = kernels::BackendStatus(*backend); !s.ok()) return Failure(s);
   const int64_t decode_steps = std::max<int64_t>(result->completion_tokens - 1, 0);
   if (json) {
     nlohmann::json summary = {
@@ -160,6 +161,7 @@ int RunGenerate(const std::vector<std::string>& args) {
          {{"enabled", result->chai},
           {"k_cache_bytes", result->k_cache_bytes},
           {"k_cache_bytes_full", result->k_cache_bytes_full},
+          {"config", chai->source},
           {"clustering_s", result->clustering_s}}},
         {"seed", result->seed}};
     std::cout << Dump(summary) << "\n";

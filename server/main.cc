@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "server/calibrate_command.h"
 #include "server/generate_command.h"
 
 namespace {
@@ -12,7 +13,9 @@ namespace {
 constexpr char kUsage[] =
     "usage: chai <command> [flags]\n\n"
     "commands:\n"
-    "  generate   load a model and generate a completion for one prompt\n\n"
+    "  generate   load a model and generate a completion for one prompt\n"
+    "  calibrate  choose CHAI cluster counts per layer from calibration text\n"
+    "\n"
     "Run 'chai <command> --help' for the flags of a command.\n";
 
 }  // namespace
@@ -25,6 +28,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "generate") return chai::server::RunGenerate(args);
+  if (command == "calibrate") return chai::server::RunCalibrate(args);
   std::fprintf(stderr, "chai: unknown command '%s' (see chai --help)\n", command.c_str());
   return 2;
 }

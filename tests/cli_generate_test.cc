@@ -2,6 +2,7 @@
 // command lines and bad files, the --json contract, and greedy output on the
 // real model equal to the transformers reference (tests/golden/logits).
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -40,7 +41,9 @@ std::string Quote(const std::string& s) {
 }
 
 CliRun Chai(const std::vector<std::string>& args) {
-  const std::string err_path = ::testing::TempDir() + "/chai_stderr.txt";
+  // ctest runs test processes in parallel: one stderr file per process.
+  const std::string err_path =
+      ::testing::TempDir() + "/chai_stderr_" + std::to_string(getpid()) + ".txt";
   std::string cmd = CHAI_BINARY;
   for (const auto& a : args) cmd += " " + Quote(a);
   cmd += " 2>" + err_path;
@@ -145,7 +148,7 @@ TEST_F(CliModelTest, GreedyJsonMatchesReference) {
   const int n = 24;
   CliRun r = Chai({"generate", "--model", ModelPath(), "--prompt", c["prompt"].get<std::string>(),
                    "--temperature", "0", "--max-tokens", std::to_string(n), "--ignore-eos",
-                   "--json", "--threads", "2"});
+                   "--json", "--threads", "2", "--chai-config", "none"});
   ASSERT_EQ(r.status, 0) << r.err;
   std::istringstream lines(r.out);
   std::string line;
@@ -179,11 +182,40 @@ TEST_F(CliModelTest, GreedyJsonMatchesReference) {
   EXPECT_EQ(summary["chai"]["k_cache_bytes_full"], summary["chai"]["k_cache_bytes"]);
 
   // Plain mode prints the same text.
-  CliRun plain =
-      Chai({"generate", "--model", ModelPath(), "--prompt", c["prompt"].get<std::string>(),
-            "--temperature", "0", "--max-tokens", std::to_string(n), "--ignore-eos"});
+  CliRun plain = Chai({"generate", "--model", ModelPath(), "--prompt",
+                       c["prompt"].get<std::string>(), "--temperature", "0", "--max-tokens",
+                       std::to_string(n), "--ignore-eos", "--chai-config", "none"});
   ASSERT_EQ(plain.status, 0) << plain.err;
   EXPECT_EQ(plain.out, text + "\n");
+}
+
+// Without --chai-config the shipped config for the default model turns CHAI
+// on; the K bytes follow its per-layer key budgets.
+TEST_F(CliModelTest, ShippedChaiConfigIsOnByDefault) {
+  const int n = 8;
+  CliRun r = Chai({"generate", "--model", ModelPath(), "--prompt",
+                   "The quick brown fox jumps over the lazy dog", "--temperature", "0",
+                   "--max-tokens", std::to_string(n), "--ignore-eos", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const size_t end = r.out.find_last_not_of('\n');
+  const std::string last = r.out.substr(r.out.rfind('\n', end) + 1);
+  const nlohmann::json summary = nlohmann::json::parse(last);
+  ASSERT_EQ(summary["chai"]["enabled"], true) << last;
+  std::ifstream in(SourceDir() + "/engine/chai/configs/SmolLM2-135M-Instruct.json");
+  const nlohmann::json config = nlohmann::json::parse(in);
+  int64_t k_heads = 0;
+  for (const auto& l : config["layers"]) k_heads += l["k_heads"].get<int64_t>();
+  const int64_t cached = summary["usage"]["prompt_tokens"].get<int64_t>() + n - 1;
+  EXPECT_EQ(summary["chai"]["k_cache_bytes"], cached * k_heads * 64 * 4);
+  EXPECT_EQ(summary["chai"]["k_cache_bytes_full"], cached * 30 * 3 * 64 * 4);
+  EXPECT_LT(k_heads, 30 * 3);
+
+  // A config of another shape is a one-line error and exit 1.
+  const std::string bad = ::testing::TempDir() + "/bad_chai.json";
+  std::ofstream(bad) << "{\"format\": \"chai-cluster-config\", \"version\": 1}";
+  CliRun e = Chai({"generate", "--model", ModelPath(), "--prompt", "hi", "--chai-config", bad});
+  EXPECT_EQ(e.status, 1);
+  EXPECT_NE(e.err.find("chai generate:"), std::string::npos) << e.err;
 }
 
 TEST_F(CliModelTest, SeededSamplingIsReproducible) {

@@ -1,0 +1,162 @@
+#include "server/calibrate_command.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/chai/calibration.h"
+#include "engine/chai/calibration_data.h"
+#include "engine/chai/calibration_report.h"
+#include "engine/loaded_model.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "server/cli_flags.h"
+
+namespace chai::server {
+namespace {
+
+constexpr char kSynopsis[] =
+    "chai calibrate --model PATH --data FILE.jsonl --out FILE.json [--samples N] [--tokens T] "
+    "[--threads N] [--seed S] [--min-strength F] [--max-residual F]";
+
+int UsageError(const std::string& msg) {
+  std::fprintf(stderr, "chai calibrate: %s (see --help)\n", msg.c_str());
+  return 2;
+}
+
+int Failure(const absl::Status& s) {
+  std::fprintf(stderr, "chai calibrate: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+std::string Duration(double s) {
+  if (s < 60) return absl::StrFormat("%.0fs", s);
+  return absl::StrFormat("%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+}
+
+// "\r[#####.....] 12/64 samples  7s elapsed  ETA 30s" on a terminal; a plain
+// line per 10% otherwise, so logs stay readable.
+class Progress {
+ public:
+  Progress() : tty_(isatty(fileno(stderr)) != 0), start_(std::chrono::steady_clock::now()) {}
+  void Update(int32_t done, int32_t total) {
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double eta = done > 0 ? elapsed / done * (total - done) : 0;
+    constexpr int kWidth = 30;
+    const int filled = total > 0 ? kWidth * done / total : kWidth;
+    const std::string bar = std::string(filled, '#') + std::string(kWidth - filled, '.');
+    const std::string line = absl::StrFormat("calibrate [%s] %d/%d samples  %s elapsed  ETA %s",
+                                             bar, done, total, Duration(elapsed), Duration(eta));
+    if (tty_) {
+      std::fprintf(stderr, "\r%s", line.c_str());
+      if (done == total) std::fputc('\n', stderr);
+    } else if (done == total || (10 * done / total) != (10 * (done - 1) / total)) {
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+    std::fflush(stderr);
+  }
+
+ private:
+  bool tty_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+int RunCalibrate(const std::vector<std::string>& args) {
+  FlagSet f;
+  f.Value("model", "GGUF file, or Hugging Face checkpoint directory");
+  f.Value("data", "calibration text, JSON Lines with a \"text\" field (e.g. the C4 sample)");
+  f.Value("out", "cluster config to write (FILE.json; FILE.csv and FILE.svg go beside it)");
+  f.Value("samples", "documents to calibrate on", "64");
+  f.Value("tokens", "tokens per sample (each document's first T tokens)", "128");
+  f.Value("threads", "CPU threads; 0 = all cores", "0");
+  f.Value("seed", "K-means seed", "0");
+  f.Value("min-strength", "weakest knee (Kneedle difference, 0-1) that counts; else keep all heads",
+          "0.1");
+  f.Value("max-residual",
+          "largest normalised K-means error (0-1) a layer's k may leave; 1 = pure knee", "1");
+  if (absl::Status s = f.Parse(args); !s.ok()) return UsageError(std::string(s.message()));
+  if (f.help_requested()) {
+    std::cout << f.Usage(kSynopsis);
+    return 0;
+  }
+  for (const char* required : {"model", "data", "out"}) {
+    if (!f.Has(required)) return UsageError(absl::StrCat("--", required, " is required"));
+  }
+  absl::StatusOr<int64_t> samples = f.Int("samples", 1, 1 << 20);
+  absl::StatusOr<int64_t> tokens = f.Int("tokens", 2, 4096);
+  absl::StatusOr<int64_t> threads = f.Int("threads", 0, 1024);
+  absl::StatusOr<int64_t> seed = f.Int("seed", 0, INT64_MAX);
+  absl::StatusOr<double> min_strength = f.Double("min-strength", 0, 1);
+  absl::StatusOr<double> max_residual = f.Double("max-residual", 0, 1);
+  for (const absl::Status& s : {samples.status(), tokens.status(), threads.status(), seed.status(),
+                                min_strength.status(), max_residual.status()}) {
+    if (!s.ok()) return UsageError(std::string(s.message()));
+  }
+  const std::string out = f.Str("out");
+  if (out.empty()) return UsageError("--out must name a file");
+  const std::string stem = absl::EndsWith(out, ".json") ? out.substr(0, out.size() - 5) : out;
+  const std::string csv_path = stem + ".csv", svg_path = stem + ".svg";
+
+  auto t0 = std::chrono::steady_clock::now();
+  absl::StatusOr<engine::LoadedModel> model = engine::LoadModel(f.Str("model"));
+  if (!model.ok()) return Failure(model.status());
+  const std::string data_path = f.Str("data");
+  absl::StatusOr<engine::CalibrationData> data = engine::LoadCalibrationData(
+      data_path, *model->tokenizer, static_cast<int32_t>(*samples), static_cast<int32_t>(*tokens));
+  if (!data.ok()) return Failure(data.status());
+
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int n_threads = *threads == 0 ? hw : static_cast<int>(*threads);
+  std::unique_ptr<kernels::Backend> backend = kernels::CreateCpuBackend({.threads = n_threads});
+  engine::CalibrationOptions opt;
+  opt.samples = static_cast<int32_t>(*samples);
+  opt.tokens = static_cast<int32_t>(*tokens);
+  opt.threads = n_threads;
+  opt.kmeans.seed = static_cast<uint64_t>(*seed);
+  opt.knee.min_strength = *min_strength;
+  opt.knee.max_residual = *max_residual;
+  const std::string data_name = std::filesystem::path(data_path).filename().string();
+  std::fprintf(stderr,
+               "chai calibrate: %s, %d samples x %d tokens from %s (%lld records read, %lld "
+               "shorter ones skipped)\n",
+               model->weights->config.name.c_str(), opt.samples, opt.tokens, data_name.c_str(),
+               static_cast<long long>(data->records_read),
+               static_cast<long long>(data->records_skipped));
+  Progress progress;
+  absl::StatusOr<engine::CalibrationResult> result =
+      engine::Calibrate(*model->weights, *backend, data->samples, data_name, opt,
+                        [&](int32_t done, int32_t total) { progress.Update(done, total); });
+  if (!result.ok()) return Failure(result.status());
+
+  if (absl::Status s = result->config.Save(out); !s.ok()) return Failure(s);
+  if (absl::Status s = engine::WriteTextFile(csv_path, engine::CalibrationCsv(*result)); !s.ok()) {
+    return Failure(s);
+  }
+  if (absl::Status s = engine::WriteTextFile(svg_path, engine::CalibrationSvg(*result)); !s.ok()) {
+    return Failure(s);
+  }
+  const double total_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::string per_layer;
+  for (const engine::ChaiLayerConfig& l : result->config.layers) {
+    absl::StrAppend(&per_layer, per_layer.empty() ? "" : " ", l.clusters, "/", l.k_heads);
+  }
+  std::fprintf(stderr, "chai calibrate: wrote %s, %s, %s in %s\n", out.c_str(), csv_path.c_str(),
+               svg_path.c_str(), Duration(total_s).c_str());
+  std::fprintf(stderr, "chai calibrate: clusters/k_heads per layer: %s\n", per_layer.c_str());
+  return 0;
+}
+
+}  // namespace chai::server

@@ -1,0 +1,168 @@
+// `chai calibrate` as a user runs it: usage errors exit 2 with one line,
+// runtime errors exit 1 with one line, and a run on the tiny LLaMA writes a
+// valid config for that model plus the CSV and SVG beside it.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/chai/chai_config.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/golden.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliRun {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string Quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      q.append("'\\''");
+    } else {
+      q.push_back(c);
+    }
+  }
+  q.push_back('\'');
+  return q;
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+CliRun Calibrate(const std::vector<std::string>& args) {
+  const std::string err_path =
+      absl::StrCat(::testing::TempDir(), "/chai_calibrate_stderr_", getpid(), ".txt");
+  std::string cmd = absl::StrCat(CHAI_BINARY, " calibrate");
+  for (const auto& a : args) cmd += " " + Quote(a);
+  cmd += " 2>" + err_path;
+  CliRun r;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.err = Slurp(err_path);
+  return r;
+}
+
+int Lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+std::string TinyModel() {
+  return chai::testing::SourceDir() + "/tests/golden/tiny_llama/tiny_llama.gguf";
+}
+
+class CliCalibrateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(::testing::TempDir(), "/cli_calibrate_", getpid());
+    fs::create_directories(dir_);
+    data_ = dir_ + "/calib.jsonl";
+    std::ofstream out(data_);
+    for (int d = 0; d < 5; ++d) {
+      std::string text;
+      for (int w = 0; w < 50; ++w) absl::StrAppend(&text, "word", (d * 13 + w * 7) % 31, " and ");
+      out << nlohmann::json{{"text", text}}.dump() << "\n";
+    }
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string dir_, data_;
+};
+
+TEST_F(CliCalibrateTest, Help) {
+  CliRun r = Calibrate({"--help"});
+  EXPECT_EQ(r.status, 0);
+  for (const char* flag : {"--model", "--data", "--out", "--samples", "--tokens", "--threads"}) {
+    EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST_F(CliCalibrateTest, BadCommandLinesExit2WithOneLine) {
+  const std::string out = dir_ + "/x.json";
+  const std::vector<std::vector<std::string>> cases = {
+      {},
+      {"--model", TinyModel(), "--data", data_},  // no --out
+      {"--model", TinyModel(), "--out", out},     // no --data
+      {"--model", TinyModel(), "--data", data_, "--out", out, "--samples", "0"},
+      {"--model", TinyModel(), "--data", data_, "--out", out, "--samples", "many"},
+      {"--model", TinyModel(), "--data", data_, "--out", out, "--tokens", "1"},
+      {"--model", TinyModel(), "--data", data_, "--out", out, "--threads", "-1"},
+      {"--model", TinyModel(), "--data", data_, "--out", out, "--frobnicate"},
+  };
+  for (const auto& args : cases) {
+    CliRun r = Calibrate(args);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_EQ(Lines(r.err), 1) << r.err;
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
+TEST_F(CliCalibrateTest, RuntimeErrorsExit1WithOneLine) {
+  const std::string out = dir_ + "/x.json";
+  // Missing model, missing data, and (twice) too few documents that long.
+  const std::vector<std::vector<std::string>> cases = {
+      {"--model", dir_ + "/none.gguf", "--data", data_, "--out", out},
+      {"--model", TinyModel(), "--data", dir_ + "/none.jsonl", "--out", out},
+      {"--model", TinyModel(), "--data", data_, "--out", out, "--samples", "50", "--tokens", "16"},
+      {"--model", TinyModel(), "--data", data_, "--out", out, "--samples", "1", "--tokens", "4000"},
+  };
+  for (const auto& args : cases) {
+    CliRun r = Calibrate(args);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(Lines(r.err), 1) << r.err;
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
+TEST_F(CliCalibrateTest, WritesConfigCsvAndSvg) {
+  const std::string out = dir_ + "/tiny.json";
+  CliRun r = Calibrate({"--model", TinyModel(), "--data", data_, "--out", out, "--samples", "3",
+                        "--tokens", "32", "--threads", "2"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("3/3 samples"), std::string::npos) << r.err;
+
+  absl::StatusOr<chai::engine::ChaiConfig> c = chai::engine::ChaiConfig::Load(out);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model.n_layers, 2);
+  EXPECT_EQ(c->model.n_heads, 4);
+  EXPECT_EQ(c->model.n_kv_heads, 2);
+  EXPECT_EQ(c->model.fingerprint,
+            chai::testing::LoadGoldenJson("chai/calib_golden.json")["tiny_llama_fingerprint"]
+                .get<std::string>());
+  ASSERT_TRUE(c->calibration.has_value());
+  EXPECT_EQ(c->calibration->data, "calib.jsonl");
+  EXPECT_EQ(c->calibration->samples, 3);
+  EXPECT_EQ(c->calibration->tokens_per_sample, 32);
+
+  const std::string csv = Slurp(dir_ + "/tiny.csv");
+  EXPECT_EQ(csv.rfind("layer,curve,k,error,normalized,chosen\n", 0), 0u);
+  EXPECT_EQ(Lines(csv), 1 + 2 * (4 + 2));
+  const std::string svg = Slurp(dir_ + "/tiny.svg");
+  EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_NE(svg.find(absl::StrCat("L1: k=", c->layers[1].clusters)), std::string::npos);
+}
+
+}  // namespace
