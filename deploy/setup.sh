@@ -23,6 +23,7 @@ APT_PACKAGES=(
   nlohmann-json3-dev libbz2-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libcivetweb-dev civetweb prometheus
+  python3-grpcio python3-protobuf openssl curl
   clang libclang-rt-14-dev clang-format
 )
 

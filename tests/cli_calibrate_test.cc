@@ -15,53 +15,19 @@
 #include "engine/chai/chai_config.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/cli_runner.h"
 #include "tests/testing/golden.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
+using chai::testing::CliRun;
+using chai::testing::ReadFile;
 
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      q.append("'\\''");
-    } else {
-      q.push_back(c);
-    }
-  }
-  q.push_back('\'');
-  return q;
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-CliRun Calibrate(const std::vector<std::string>& args) {
-  const std::string err_path =
-      absl::StrCat(::testing::TempDir(), "/chai_calibrate_stderr_", getpid(), ".txt");
-  std::string cmd = absl::StrCat(CHAI_BINARY, " calibrate");
-  for (const auto& a : args) cmd += " " + Quote(a);
-  cmd += " 2>" + err_path;
-  CliRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.err = Slurp(err_path);
-  return r;
+CliRun Calibrate(std::vector<std::string> args) {
+  args.insert(args.begin(), "calibrate");
+  return chai::testing::RunCli(CHAI_BINARY, args);
 }
 
 int Lines(const std::string& s) {
@@ -156,10 +122,10 @@ TEST_F(CliCalibrateTest, WritesConfigCsvAndSvg) {
   EXPECT_EQ(c->calibration->samples, 3);
   EXPECT_EQ(c->calibration->tokens_per_sample, 32);
 
-  const std::string csv = Slurp(dir_ + "/tiny.csv");
+  const std::string csv = ReadFile(dir_ + "/tiny.csv");
   EXPECT_EQ(csv.rfind("layer,curve,k,error,normalized,chosen\n", 0), 0u);
   EXPECT_EQ(Lines(csv), 1 + 2 * (4 + 2));
-  const std::string svg = Slurp(dir_ + "/tiny.svg");
+  const std::string svg = ReadFile(dir_ + "/tiny.svg");
   EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
   EXPECT_NE(svg.find(absl::StrCat("L1: k=", c->layers[1].clusters)), std::string::npos);

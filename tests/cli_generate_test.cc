@@ -13,6 +13,7 @@
 #include "engine/loaded_model.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/cli_runner.h"
 #include "tests/testing/golden.h"
 
 namespace {
@@ -21,44 +22,10 @@ using chai::testing::SourceDir;
 std::string ModelPath() { return chai::testing::DefaultModelPath(); }
 bool HaveModel() { return std::ifstream(ModelPath()).good(); }
 
-struct CliRun {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      q.append("'\\''");
-    } else {
-      q.push_back(c);
-    }
-  }
-  q.push_back('\'');
-  return q;
-}
+using chai::testing::CliRun;
 
 CliRun Chai(const std::vector<std::string>& args) {
-  // ctest runs test processes in parallel: one stderr file per process.
-  const std::string err_path =
-      ::testing::TempDir() + "/chai_stderr_" + std::to_string(getpid()) + ".txt";
-  std::string cmd = CHAI_BINARY;
-  for (const auto& a : args) cmd += " " + Quote(a);
-  cmd += " 2>" + err_path;
-  CliRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream e(err_path);
-  std::stringstream ss;
-  ss << e.rdbuf();
-  r.err = ss.str();
-  return r;
+  return chai::testing::RunCli(CHAI_BINARY, args);
 }
 
 int Lines(const std::string& s) {
@@ -197,8 +164,7 @@ TEST_F(CliModelTest, ShippedChaiConfigIsOnByDefault) {
                    "The quick brown fox jumps over the lazy dog", "--temperature", "0",
                    "--max-tokens", std::to_string(n), "--ignore-eos", "--json"});
   ASSERT_EQ(r.status, 0) << r.err;
-  const size_t end = r.out.find_last_not_of('\n');
-  const std::string last = r.out.substr(r.out.rfind('\n', end) + 1);
+  const std::string last = chai::testing::LastLine(r.out);
   const nlohmann::json summary = nlohmann::json::parse(last);
   ASSERT_EQ(summary["chai"]["enabled"], true) << last;
   std::ifstream in(SourceDir() + "/engine/chai/configs/SmolLM2-135M-Instruct.json");
