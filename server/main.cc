@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "server/calibrate_command.h"
+#include "server/eval_command.h"
 #include "server/generate_command.h"
 #ifdef CHAI_WITH_GRPC
 #include "server/bench_command.h"
@@ -19,6 +20,7 @@ constexpr char kUsage[] =
     "usage: chai <command> [flags]\n\n"
     "commands:\n"
     "  generate   load a model and generate a completion for one prompt\n"
+    "  eval       score a model on a benchmark (accuracy or perplexity)\n"
     "  calibrate  choose CHAI cluster counts per layer from calibration text\n"
 #ifdef CHAI_WITH_GRPC
     "  serve      run the gRPC serving daemon (continuous batching, /metrics)\n"
@@ -38,6 +40,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "generate") return chai::server::RunGenerate(args);
+  if (command == "eval") return chai::server::RunEval(args);
   if (command == "calibrate") return chai::server::RunCalibrate(args);
 #ifdef CHAI_WITH_GRPC
   if (command == "serve") return chai::server::RunServe(args);
