@@ -172,6 +172,29 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
     }
   }
 
+  // Step 2 of both tests: decode tokens of sequences 0 and 1 mixed with a
+  // prefill chunk of sequence 2 that crosses block boundaries, in scrambled
+  // order; then each token alone, single-threaded, must give the same bits.
+  void MixedStepMatchesDenseAndEachTokenAlone(Backend& be) {
+    Batch step2;
+    step2.Add(2, 5, 9);
+    step2.Add(1, 17, 18);
+    step2.Add(2, 9, 13);
+    step2.Add(0, 10, 11);
+    Store(be, step2);
+    const std::vector<float> out2 = Attend(be, step2);
+    ExpectMatchesNaive(step2, out2);
+    std::unique_ptr<Backend> be1 = CreateCpuBackend({.threads = 1});
+    for (int32_t t = 0; t < step2.size(); ++t) {
+      Batch one;
+      one.Add(step2.seq[t], step2.pos[t], step2.pos[t] + 1);
+      const std::vector<float> alone = Attend(*be1, one);
+      ASSERT_EQ(0, std::memcmp(alone.data(), &out2[static_cast<size_t>(t) * n_q_ * kHeadDim],
+                               alone.size() * sizeof(float)))
+          << "token " << t;
+    }
+  }
+
   int n_q_ = 0, n_kv_ = 0;
   std::vector<float> k_[kSeqs], v_[kSeqs], q_[kSeqs];
   std::vector<int32_t> tables_, k_pages_, k_src_, score_head_, k_slot_;
@@ -205,27 +228,7 @@ TEST_P(PagedAttentionTest, RaggedMixedBatchMatchesDenseAttention) {
     }
   }
 
-  // Step 2: decode tokens of sequences 0 and 1 mixed with a prefill chunk of
-  // sequence 2 that crosses block boundaries, in scrambled order.
-  Batch step2;
-  step2.Add(2, 5, 9);
-  step2.Add(1, 17, 18);
-  step2.Add(2, 9, 13);
-  step2.Add(0, 10, 11);
-  Store(*be, step2);
-  const std::vector<float> out2 = Attend(*be, step2);
-  ExpectMatchesNaive(step2, out2);
-
-  // Determinism: each token alone, single-threaded, gives the same bits.
-  std::unique_ptr<Backend> be1 = CreateCpuBackend({.threads = 1});
-  for (int32_t t = 0; t < step2.size(); ++t) {
-    Batch one;
-    one.Add(step2.seq[t], step2.pos[t], step2.pos[t] + 1);
-    const std::vector<float> alone = Attend(*be1, one);
-    ASSERT_EQ(0, std::memcmp(alone.data(), &out2[static_cast<size_t>(t) * n_q_ * kHeadDim],
-                             alone.size() * sizeof(float)))
-        << "token " << t;
-  }
+  MixedStepMatchesDenseAndEachTokenAlone(*be);
 }
 
 // (n_q_heads, n_kv_heads): grouped-query as in SmolLM2 (3 q heads per kv
@@ -263,23 +266,7 @@ TEST_P(ChaiAttentionTest, MapsPerSequenceMatchDenseAndStoreOnlyKeptKeys) {
       }
     }
   }
-  Batch step2;
-  step2.Add(2, 5, 9);
-  step2.Add(1, 17, 18);
-  step2.Add(2, 9, 13);
-  step2.Add(0, 10, 11);
-  Store(*be, step2);
-  const std::vector<float> out2 = Attend(*be, step2);
-  ExpectMatchesNaive(step2, out2);
-  std::unique_ptr<Backend> be1 = CreateCpuBackend({.threads = 1});
-  for (int32_t t = 0; t < step2.size(); ++t) {
-    Batch one;
-    one.Add(step2.seq[t], step2.pos[t], step2.pos[t] + 1);
-    const std::vector<float> alone = Attend(*be1, one);
-    ASSERT_EQ(0, std::memcmp(alone.data(), &out2[static_cast<size_t>(t) * n_q_ * kHeadDim],
-                             alone.size() * sizeof(float)))
-        << "token " << t;
-  }
+  MixedStepMatchesDenseAndEachTokenAlone(*be);
 }
 
 TEST_P(ChaiAttentionTest, MembersUseTheirRepresentativesProbabilitiesBitwise) {
