@@ -60,6 +60,8 @@ function(chai_fuzzer name)
   cmake_parse_arguments(F "" "" "SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${F_SOURCES})
   chai_target_options(${name})
+  # Fuzzers may compile sources directly instead of linking their library.
+  target_include_directories(${name} PRIVATE ${CHAI_SOURCE_DIR})
   target_link_libraries(${name} PRIVATE ${F_LIBS})
   target_link_options(${name} PRIVATE -fsanitize=fuzzer)
   add_dependencies(chai_fuzzers ${name})
