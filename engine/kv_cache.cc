@@ -141,7 +141,10 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(kernels::Backend* backe
   c.clustered_.assign(seqs, false);
   for (int32_t s = 0; s < seqs; ++s) {
     c.UploadTables(s);
-    for (int64_t l = 0; l < config.n_layers; ++l) c.UploadSlot(s, l);
+    for (int64_t l = 0; l < config.n_layers; ++l) {
+      c.UploadPages(s, l);
+      c.UploadMaps(s, l);
+    }
   }
   return cache;
 }
@@ -158,17 +161,22 @@ void KvCache::UploadTables(int32_t slot) {
                          max_blocks_per_seq_ * sizeof(int32_t));
 }
 
-void KvCache::UploadSlot(int32_t slot, int64_t layer) {
+void KvCache::UploadRows(const std::unique_ptr<kernels::Buffer>& dev,
+                         const std::vector<int32_t>& host, int32_t slot, size_t row_len) {
+  const size_t off = static_cast<size_t>(slot) * row_len;
+  backend_->CopyToDevice(I(dev) + off, host.data() + off, row_len * sizeof(int32_t));
+}
+
+void KvCache::UploadPages(int32_t slot, int64_t layer) {
+  UploadRows(lt_[layer].k_pages_dev, lt_[layer].k_pages, slot,
+             static_cast<size_t>(max_blocks_per_seq_) * n_kv_);
+}
+
+void KvCache::UploadMaps(int32_t slot, int64_t layer) {
   LayerTables& t = lt_[layer];
-  auto up = [&](const std::unique_ptr<kernels::Buffer>& dev, const std::vector<int32_t>& host,
-                size_t row_len) {
-    const size_t off = static_cast<size_t>(slot) * row_len;
-    backend_->CopyToDevice(I(dev) + off, host.data() + off, row_len * sizeof(int32_t));
-  };
-  up(t.k_pages_dev, t.k_pages, static_cast<size_t>(max_blocks_per_seq_) * n_kv_);
-  up(t.k_src_dev, t.k_src, n_kv_);
-  up(t.score_head_dev, t.score_head, n_heads_);
-  up(t.k_slot_dev, t.k_slot, n_heads_);
+  UploadRows(t.k_src_dev, t.k_src, slot, n_kv_);
+  UploadRows(t.score_head_dev, t.score_head, slot, n_heads_);
+  UploadRows(t.k_slot_dev, t.k_slot, slot, n_heads_);
 }
 
 absl::StatusOr<int32_t> KvCache::AddSequence(bool chai) {
@@ -202,7 +210,7 @@ absl::StatusOr<int32_t> KvCache::AddSequence(bool chai) {
       std::copy(m.score_head.begin(), m.score_head.end(),
                 t.score_head.begin() + int64_t{s} * n_heads_);
       std::copy(m.k_slot.begin(), m.k_slot.end(), t.k_slot.begin() + int64_t{s} * n_heads_);
-      UploadSlot(s, l);
+      UploadMaps(s, l);
     }
     return s;
   }
@@ -274,7 +282,8 @@ absl::Status KvCache::Reserve(int32_t slot, int64_t n_positions) {
     free_.pop_back();
   }
   UploadTables(slot);
-  for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) UploadSlot(slot, l);
+  // Only the page rows changed; the head maps stay as they are.
+  for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) UploadPages(slot, l);
   return absl::OkStatus();
 }
 
@@ -311,7 +320,7 @@ absl::Status KvCache::SetHeadMap(int32_t slot, int64_t layer, const HeadMap& m) 
   std::copy(m.score_head.begin(), m.score_head.end(),
             t.score_head.begin() + int64_t{slot} * n_heads_);
   std::copy(m.k_slot.begin(), m.k_slot.end(), t.k_slot.begin() + int64_t{slot} * n_heads_);
-  UploadSlot(slot, layer);
+  UploadMaps(slot, layer);
   return absl::OkStatus();
 }
 

@@ -123,7 +123,13 @@ class KvCache {
 
  private:
   KvCache() = default;
-  void UploadSlot(int32_t slot, int64_t layer);
+  // Copy a slot's rows of the host mirrors to the backend: its K page table
+  // (changes on Reserve) or its head maps (change on AddSequence and
+  // SetHeadMap).
+  void UploadRows(const std::unique_ptr<kernels::Buffer>& dev, const std::vector<int32_t>& host,
+                  int32_t slot, size_t row_len);
+  void UploadPages(int32_t slot, int64_t layer);
+  void UploadMaps(int32_t slot, int64_t layer);
   void UploadTables(int32_t slot);
 
   const LlamaConfig* config_ = nullptr;
