@@ -120,9 +120,32 @@ absl::Status ModelRunner::ValidateBatch(const BatchInput& b, const KvCache& cach
   return absl::OkStatus();
 }
 
-absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache,
-                                  std::span<float> logits) {
+absl::Status ModelRunner::ValidateShare(const BatchInput& batch, const KvCache& cache,
+                                        const ResidualShare* share) const {
+  if (share == nullptr) return absl::OkStatus();
+  const LlamaConfig& c = weights_->config;
+  if (share->layer < 0 || share->layer >= c.n_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("residual share layer ", share->layer, " outside [0, ", c.n_layers, ")"));
+  }
+  if (share->resume.empty()) return absl::OkStatus();
+  if (share->resume.size() != batch.tokens.size() * static_cast<size_t>(c.dim)) {
+    return absl::InvalidArgumentError("resumed residual stream is not [n_tokens, dim]");
+  }
+  const ChaiPlan& plan = cache.options().chai;
+  for (int32_t l = 0; plan.enabled() && l < share->layer; ++l) {
+    if (plan.clusters[l] != c.n_heads || plan.k_heads[l] != c.n_kv_heads) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot resume at layer ", share->layer, ": layer ", l, " runs CHAI"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache, std::span<float> logits,
+                                  const ResidualShare* share) {
   if (absl::Status s = ValidateBatch(batch, cache, logits); !s.ok()) return s;
+  if (absl::Status s = ValidateShare(batch, cache, share); !s.ok()) return s;
   const LlamaConfig& c = weights_->config;
   kernels::Backend& be = *backend_;
   const int32_t n = static_cast<int32_t>(batch.tokens.size());
@@ -146,8 +169,18 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache,
 
   float* x = F(x_);
   float* h = F(h_);
-  be.Embed(token_embd_.view, I(tokens_), n, x);
-  for (int64_t l = 0; l < c.n_layers; ++l) {
+  const bool resume = share != nullptr && !share->resume.empty();
+  const int64_t first_layer = resume ? share->layer : 0;
+  if (resume) {
+    be.CopyToDevice(x, share->resume.data(), share->resume.size() * sizeof(float));
+  } else {
+    be.Embed(token_embd_.view, I(tokens_), n, x);
+  }
+  for (int64_t l = first_layer; l < c.n_layers; ++l) {
+    if (share != nullptr && share->save != nullptr && l == share->layer) {
+      share->save->resize(static_cast<size_t>(n) * dim);
+      be.CopyToHost(share->save->data(), x, share->save->size() * sizeof(float));
+    }
     Layer& w = layers_[l];
     be.RmsNorm(x, F(w.attn_norm), n, dim, eps, h);
     be.MatMul(w.wq.view, h, n, F(q_));

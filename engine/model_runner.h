@@ -39,6 +39,22 @@ struct ForwardStats {
   int32_t sequences_clustered = 0;  // CHAI sequences clustered in the call
 };
 
+// Lets a second Forward over the same batch skip the layers it would compute
+// identically. `chai eval` runs plain and CHAI attention over the same
+// tokens; every layer before the plan's first CHAI layer gives both the same
+// bits (each op's result depends only on its token's inputs), so the CHAI
+// pass can start from the plain pass's residual stream at that layer.
+struct ResidualShare {
+  int32_t layer = 0;  // the residual stream at this layer's input
+  // Set: Forward copies the stream here, [n_tokens, dim] floats.
+  std::vector<float>* save = nullptr;
+  // Non-empty: Forward starts from it at `layer`, skipping the embedding and
+  // layers < layer, whose K/V it therefore never writes into the cache.
+  // REQUIRES: [n_tokens, dim] saved from the same batch; no layer < layer
+  // clusters heads in the cache's plan; the cache is only ever run this way.
+  std::span<const float> resume;
+};
+
 // Receives, per layer, host copies of a batch's rotated queries
 // [n_tokens, n_heads, head_dim] and keys [n_tokens, n_kv_heads, head_dim].
 using QkTap =
@@ -63,7 +79,8 @@ class ModelRunner {
   // tokens should run as plain sequences). Each CHAI layer's head map is set
   // in the cache before that layer stores keys, so the non-representatives'
   // keys are never stored.
-  absl::Status Forward(const BatchInput& batch, KvCache& cache, std::span<float> logits);
+  absl::Status Forward(const BatchInput& batch, KvCache& cache, std::span<float> logits,
+                       const ResidualShare* share = nullptr);
 
   // Calibration hook; pass nullptr to remove. Costs a host copy per layer.
   void SetQkTap(QkTap tap) { tap_ = std::move(tap); }
@@ -76,6 +93,8 @@ class ModelRunner {
   ModelRunner() = default;
   absl::Status ValidateBatch(const BatchInput& batch, const KvCache& cache,
                              std::span<float> logits) const;
+  absl::Status ValidateShare(const BatchInput& batch, const KvCache& cache,
+                             const ResidualShare* share) const;
   // CHAI slots of the batch that need clustering, each with the batch rows
   // of its positions 0..kChaiFeatureTokens-1.
   struct PendingCluster {

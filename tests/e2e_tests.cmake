@@ -8,6 +8,12 @@ if(CHAI_BUILD_SERVER)
     LABELS e2e)
   target_compile_definitions(chai_serve_e2e_test PRIVATE CHAI_BINARY="$<TARGET_FILE:chai>")
   add_dependencies(chai_serve_e2e_test chai)
+  chai_test(chai_transport_e2e_test
+    SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/e2e/transport_e2e_test.cc
+    LIBS chai_grpc_server
+    LABELS e2e)
+  target_compile_definitions(chai_transport_e2e_test PRIVATE CHAI_BINARY="$<TARGET_FILE:chai>")
+  add_dependencies(chai_transport_e2e_test chai)
 endif()
 
 # The Python grpcio client (tests/e2e/python_client_test.py). Debian's

@@ -44,6 +44,16 @@ absl::StatusOr<std::unique_ptr<EvalEngine>> EvalEngine::Create(const ModelWeight
     absl::StatusOr<std::unique_ptr<KvCache>> chai = KvCache::Create(backend, weights->config, kv);
     if (!chai.ok()) return chai.status();
     e->chai_cache_ = *std::move(chai);
+    if (options.share_plain_layers) {
+      const LlamaConfig& c = weights->config;
+      int32_t first = 0;
+      while (first < c.n_layers && options.chai.clusters[first] == c.n_heads &&
+             options.chai.k_heads[first] == c.n_kv_heads) {
+        ++first;
+      }
+      // A plan that changes no layer keeps first == n_layers: run both fully.
+      e->first_chai_layer_ = first < c.n_layers ? first : 0;
+    }
   }
   const size_t logit_floats = static_cast<size_t>(options.max_batch_tokens) * e->vocab_;
   e->plain_logits_.resize(logit_floats);
@@ -90,15 +100,18 @@ absl::Status EvalEngine::Step(const StepBatch& batch) {
   }
   slots_.resize(n);
   for (size_t i = 0; i < n; ++i) slots_[i] = batch.seqs[i].plain;
+  const bool share = chai_cache_ != nullptr && first_chai_layer_ > 0;
+  ResidualShare save{first_chai_layer_, &residual_, {}};
   if (absl::Status s = runner_->Forward({batch.tokens, slots_, batch.positions, batch.logit_rows},
-                                        *plain_cache_, plain_logits_);
+                                        *plain_cache_, plain_logits_, share ? &save : nullptr);
       !s.ok()) {
     return s;
   }
   if (chai_cache_ == nullptr) return absl::OkStatus();
   for (size_t i = 0; i < n; ++i) slots_[i] = batch.seqs[i].chai;
+  ResidualShare resume{first_chai_layer_, nullptr, residual_};
   if (absl::Status s = runner_->Forward({batch.tokens, slots_, batch.positions, batch.logit_rows},
-                                        *chai_cache_, chai_logits_);
+                                        *chai_cache_, chai_logits_, share ? &resume : nullptr);
       !s.ok()) {
     return s;
   }

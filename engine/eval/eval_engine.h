@@ -32,6 +32,10 @@ struct EvalEngineOptions {
   int64_t kv_positions = 8192;     // positions each cache holds at once
   int64_t max_seq_len = 8192;      // longest sequence; <= the model's context
   ChaiPlan chai;                   // enabled(): also run the CHAI cache
+  // The CHAI pass starts from the plain pass's residual stream at the plan's
+  // first CHAI layer (ResidualShare): same logits, less work. Off only to
+  // test that claim.
+  bool share_plain_layers = true;
 
   absl::Status Validate(const LlamaConfig& config) const;
 };
@@ -85,7 +89,9 @@ class EvalEngine {
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<KvCache> plain_cache_, chai_cache_;
   std::vector<float> plain_logits_, chai_logits_;
-  std::vector<int32_t> slots_;  // scratch
+  std::vector<int32_t> slots_;    // scratch
+  int32_t first_chai_layer_ = 0;  // layers below it run plain in both caches
+  std::vector<float> residual_;   // [n_tokens, dim] at first_chai_layer_
   double clustering_s_ = 0;
   int64_t sequences_clustered_ = 0;
 };

@@ -251,5 +251,60 @@ TEST_F(LoglikelihoodTest, ChaiClusteringChangesTheDistribution) {
   EXPECT_TRUE(any_differs);
 }
 
+// The CHAI pass resumes from the plain pass's residual stream at the first
+// CHAI layer; that must not change a single bit of what it computes.
+TEST_F(LoglikelihoodTest, SharingThePlainLayersKeepsEveryBit) {
+  const LlamaConfig& c = model_->weights->config;
+  EvalEngineOptions o;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const bool hard = l >= c.n_layers - 5;
+    o.chai.clusters.push_back(hard ? 6 : static_cast<int32_t>(c.n_heads));
+    o.chai.k_heads.push_back(hard ? 2 : static_cast<int32_t>(c.n_kv_heads));
+  }
+  const std::vector<LoglikelihoodRequest> reqs = Requests();
+  std::vector<LoglikelihoodResult> results;
+  for (bool share : {true, false}) {
+    o.share_plain_layers = share;
+    std::unique_ptr<EvalEngine> engine = Engine(o);
+    ASSERT_NE(engine, nullptr);
+    absl::StatusOr<LoglikelihoodResult> r = ScoreLoglikelihoods(*engine, reqs, {}, nullptr);
+    ASSERT_TRUE(r.ok()) << r.status();
+    results.push_back(*std::move(r));
+  }
+  EXPECT_EQ(results[0].chai.sums, results[1].chai.sums);
+  EXPECT_EQ(results[0].plain.sums, results[1].plain.sums);
+  EXPECT_EQ(results[0].kl.mean_kl(), results[1].kl.mean_kl());
+  EXPECT_GT(results[0].kl.mean_kl(), 0.0);  // CHAI did change something
+}
+
+TEST_F(LoglikelihoodTest, ResumingAboveAChaiLayerIsRefused) {
+  const LlamaConfig& c = model_->weights->config;
+  KvCacheOptions kv;
+  kv.num_blocks = 4;
+  kv.max_seq_len = 64;
+  kv.chai.clusters.assign(c.n_layers, static_cast<int32_t>(c.n_heads));
+  kv.chai.k_heads.assign(c.n_layers, static_cast<int32_t>(c.n_kv_heads));
+  kv.chai.clusters[3] = 3;
+  kv.chai.k_heads[3] = 1;
+  absl::StatusOr<std::unique_ptr<KvCache>> cache = KvCache::Create(backend_, c, kv);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  absl::StatusOr<std::unique_ptr<ModelRunner>> runner =
+      ModelRunner::Create(model_->weights.get(), backend_, 16);
+  ASSERT_TRUE(runner.ok());
+  absl::StatusOr<int32_t> slot = (*cache)->AddSequence(false);
+  ASSERT_TRUE(slot.ok());
+  ASSERT_TRUE((*cache)->Reserve(*slot, 2).ok());
+  const std::vector<int32_t> toks = {1, 2}, slots = {*slot, *slot}, pos = {0, 1}, rows = {1};
+  std::vector<float> logits(c.vocab_size), residual(2 * c.dim, 0.5f);
+  ResidualShare late{5, nullptr, residual};
+  absl::Status s = (*runner)->Forward({toks, slots, pos, rows}, **cache, logits, &late);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  ResidualShare wrong_size{2, nullptr, std::span<const float>(residual).first(c.dim)};
+  s = (*runner)->Forward({toks, slots, pos, rows}, **cache, logits, &wrong_size);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  ResidualShare early{2, nullptr, residual};
+  EXPECT_TRUE((*runner)->Forward({toks, slots, pos, rows}, **cache, logits, &early).ok());
+}
+
 }  // namespace
 }  // namespace chai::engine::eval
