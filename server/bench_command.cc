@@ -12,7 +12,7 @@ namespace {
 constexpr char kSynopsis[] =
     "chai bench --target HOST:PORT --concurrency C (--requests N | --rate R [--duration S]) "
     "--prompt-tokens P --max-tokens M [--json] [--seed S] [--temperature T] [--tls ...] "
-    "[--api-key-file F]";
+    "[--api-key-file F] [--retries N]";
 
 int UsageError(const std::string& msg) {
   std::fprintf(stderr, "chai bench: %s (see --help)\n", msg.c_str());
@@ -33,6 +33,10 @@ int RunBench(const std::vector<std::string>& args) {
   f.Value("temperature", "sampling temperature; 0 = greedy", "0");
   f.Value("seed", "seed for prompts, arrivals and sampling", "1");
   f.Value("timeout", "per-request deadline in seconds", "600");
+  f.Value("retries",
+          "resend a request that got UNAVAILABLE or CANCELLED before its first token (a "
+          "draining replica behind a load balancer) up to N more times",
+          "0");
   f.Bool("json", "print one JSON object instead of the table");
   f.Bool("tls", "connect with TLS");
   f.Value("tls-ca", "PEM root certificates for --tls (default: the system's)");
@@ -58,9 +62,10 @@ int RunBench(const std::vector<std::string>& args) {
   absl::StatusOr<int64_t> seed = f.Int("seed", 0, INT64_MAX);
   absl::StatusOr<double> timeout = f.Double("timeout", 0.001, 86400);
   absl::StatusOr<double> duration = f.Double("duration", 0.001, 86400);
+  absl::StatusOr<int64_t> retries = f.Int("retries", 0, 100);
   for (const absl::Status& s :
        {concurrency.status(), prompt.status(), max_tokens.status(), temperature.status(),
-        seed.status(), timeout.status(), duration.status()}) {
+        seed.status(), timeout.status(), duration.status(), retries.status()}) {
     if (!s.ok()) return UsageError(std::string(s.message()));
   }
   o.concurrency = static_cast<int32_t>(*concurrency);
@@ -69,6 +74,7 @@ int RunBench(const std::vector<std::string>& args) {
   o.temperature = *temperature;
   o.seed = static_cast<uint64_t>(*seed);
   o.request_timeout_s = *timeout;
+  o.retries = static_cast<int32_t>(*retries);
   if (f.Has("rate")) {
     absl::StatusOr<double> rate = f.Double("rate", 0.001, 1e6);
     if (!rate.ok()) return UsageError(std::string(rate.status().message()));

@@ -38,6 +38,9 @@ constexpr char kSynopsis[] =
 // it takes without --kv-cache-bytes.
 constexpr double kDefaultKvFraction = 0.25;
 constexpr int64_t kDefaultKvCap = int64_t{8} << 30;
+// After the last stream of a drain, how long its final messages get to leave
+// before the connections are closed.
+constexpr absl::Duration kShutdownFlushDelay = absl::Milliseconds(200);
 
 int UsageError(const std::string& msg) {
   std::fprintf(stderr, "chai serve: %s (see --help)\n", msg.c_str());
@@ -367,6 +370,11 @@ int RunServe(const std::vector<std::string>& args) {
   }
   const int64_t left = service.active_streams();
   if (left > 0) Log(absl::StrCat("draining: cancelling ", left, " streams"));
+  // Shutdown drops the connections at once, which can lose the final status
+  // of a stream that has only just finished (a proxy in front then sees the
+  // stream cut short). Give the transports a moment to send it; new calls
+  // still get UNAVAILABLE meanwhile.
+  if (left == 0) absl::SleepFor(kShutdownFlushDelay);
   (*server)->Shutdown(absl::Now());
   (*engine)->Shutdown();
   if (metrics_http != nullptr) metrics_http->Stop();

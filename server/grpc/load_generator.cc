@@ -31,8 +31,41 @@ struct Sample {
   double e2e_s = 0;
   int32_t tokens = 0;
   int32_t prompt_tokens = 0;
+  int32_t retries = 0;
   std::vector<double> itl_s;
 };
+
+// One Generate call; `start` is when the request's first attempt began, so
+// a retried request's TTFT and end-to-end latency include its failed tries.
+void RunAttempt(v1::ChaiService::Stub& stub, const LoadOptions& o, const v1::GenerateRequest& req,
+                Clock::time_point start, Sample* s) {
+  grpc::ClientContext ctx;
+  AddCallCredentials(o.client, &ctx);
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(static_cast<int64_t>(o.request_timeout_s * 1000)));
+  Clock::time_point last = start;
+  auto reader = stub.Generate(&ctx, req);
+  v1::GenerateResponse msg;
+  while (reader->Read(&msg)) {
+    const int n = msg.token_ids_size();
+    if (n == 0) continue;
+    const Clock::time_point now = Clock::now();
+    if (s->tokens == 0) {
+      s->ttft_s = Seconds(now - start);
+      // Tokens after the first that arrived in the same message came with
+      // it: zero gap each.
+      for (int i = 1; i < n; ++i) s->itl_s.push_back(0);
+    } else {
+      // A message may carry several tokens (the server merges updates a
+      // slow reader has not taken yet): spread its gap over them.
+      for (int i = 0; i < n; ++i) s->itl_s.push_back(Seconds(now - last) / n);
+    }
+    last = now;
+    s->tokens += n;
+  }
+  s->code = reader->Finish().error_code();
+  s->e2e_s = Seconds(Clock::now() - start);
+}
 
 Sample RunOne(v1::ChaiService::Stub& stub, const LoadOptions& o, int32_t vocab, uint64_t index) {
   std::mt19937_64 rng(o.seed * 1000003 + index);
@@ -45,35 +78,22 @@ Sample RunOne(v1::ChaiService::Stub& stub, const LoadOptions& o, int32_t vocab, 
   req.mutable_stopping()->set_max_tokens(o.max_tokens);
   req.mutable_stopping()->set_ignore_eos(true);
 
-  grpc::ClientContext ctx;
-  AddCallCredentials(o.client, &ctx);
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(static_cast<int64_t>(o.request_timeout_s * 1000)));
   Sample s;
   s.prompt_tokens = o.prompt_tokens;
   const Clock::time_point start = Clock::now();
-  Clock::time_point last = start;
-  auto reader = stub.Generate(&ctx, req);
-  v1::GenerateResponse msg;
-  while (reader->Read(&msg)) {
-    const int n = msg.token_ids_size();
-    if (n == 0) continue;
-    const Clock::time_point now = Clock::now();
-    if (s.tokens == 0) {
-      s.ttft_s = Seconds(now - start);
-      // Tokens after the first that arrived in the same message came with
-      // it: zero gap each.
-      for (int i = 1; i < n; ++i) s.itl_s.push_back(0);
-    } else {
-      // A message may carry several tokens (the server merges updates a
-      // slow reader has not taken yet): spread its gap over them.
-      for (int i = 0; i < n; ++i) s.itl_s.push_back(Seconds(now - last) / n);
-    }
-    last = now;
-    s.tokens += n;
+  for (int32_t attempt = 0;; ++attempt) {
+    RunAttempt(stub, o, req, start, &s);
+    // Only a request that never started is resent: after a token, the
+    // stream's output would be duplicated. This client never cancels, so
+    // CANCELLED came from the server (a call caught by its shutdown).
+    const bool retryable =
+        (s.code == grpc::StatusCode::UNAVAILABLE || s.code == grpc::StatusCode::CANCELLED) &&
+        s.tokens == 0;
+    if (!retryable || attempt >= o.retries) break;
+    ++s.retries;
+    std::this_thread::sleep_for(std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(o.retry_backoff_s * (attempt + 1))));
   }
-  s.code = reader->Finish().error_code();
-  s.e2e_s = Seconds(Clock::now() - start);
   return s;
 }
 
@@ -88,6 +108,11 @@ absl::Status LoadOptions::Validate() const {
   if (prompt_tokens < 1) return absl::InvalidArgumentError("prompt tokens must be >= 1");
   if (max_tokens < 1) return absl::InvalidArgumentError("max tokens must be >= 1");
   if (!(request_timeout_s > 0)) return absl::InvalidArgumentError("timeout must be > 0");
+  if (retries < 0 || retries > 100)
+    return absl::InvalidArgumentError("retries must be in [0, 100]");
+  if (!(retry_backoff_s >= 0) || retry_backoff_s > 60) {
+    return absl::InvalidArgumentError("retry backoff must be in [0, 60] s");
+  }
   return absl::OkStatus();
 }
 
@@ -175,6 +200,8 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
   r.duration_s = Seconds(Clock::now() - t0);
   std::vector<double> ttft, itl, e2e;
   for (const Sample& s : samples) {
+    r.retries += s.retries;
+    if (s.retries > 0) ++r.retried_requests;
     if (s.code != grpc::StatusCode::OK) {
       ++r.errors[absl::StatusCodeToString(static_cast<absl::StatusCode>(s.code))];
       continue;
@@ -212,6 +239,11 @@ std::string FormatReportTable(const LoadOptions& o, const LoadReport& r) {
     absl::StrAppendFormat(&out, "%-10s %10.2f %10.2f %10.2f %10.2f %10.2f\n", name, p.mean * 1e3,
                           p.p50 * 1e3, p.p90 * 1e3, p.p99 * 1e3, p.max * 1e3);
   }
+  if (o.retries > 0) {
+    absl::StrAppendFormat(
+        &out, "\nretries %d (%d requests retried: UNAVAILABLE/CANCELLED before a token)\n",
+        r.retries, r.retried_requests);
+  }
   if (!r.errors.empty()) {
     out += "\nerrors:\n";
     for (const auto& [code, n] : r.errors) absl::StrAppendFormat(&out, "  %-20s %d\n", code, n);
@@ -235,6 +267,9 @@ std::string FormatReportJson(const LoadOptions& o, const LoadReport& r) {
       {"max_tokens", o.max_tokens},
       {"succeeded", r.succeeded},
       {"errors", errors},
+      {"max_retries", o.retries},
+      {"retries", r.retries},
+      {"retried_requests", r.retried_requests},
       {"duration_s", r.duration_s},
       {"output_tokens", r.output_tokens},
       {"request_throughput", r.request_throughput},

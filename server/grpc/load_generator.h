@@ -15,6 +15,18 @@
 // `ignore_eos` is set, so every successful request produces exactly
 // `max_tokens` tokens.
 //
+// Retries (`retries` > 0): a request that ends UNAVAILABLE or CANCELLED
+// before its first token is sent again, up to `retries` more times, after a
+// short linear backoff. A draining replica answers UNAVAILABLE to calls it
+// no longer admits, and gRPC answers CANCELLED to a call that arrives in the
+// instant the server shuts down (this client never cancels its own calls,
+// so a CANCELLED can only come from the other side). A gRPC load balancer
+// (nginx) cannot retry either: each is a complete HTTP/2 response to it.
+// The request never started, so resending it is safe; a request that
+// already received a token is never retried (the same rule as gRPC's retry
+// policy, which commits a call at its first response message). Latencies of
+// a retried request count from its first attempt (what the user waited).
+//
 // Thread-safety: RunLoad is self-contained; call it from one thread.
 #ifndef CHAI_SERVER_GRPC_LOAD_GENERATOR_H_
 #define CHAI_SERVER_GRPC_LOAD_GENERATOR_H_
@@ -39,6 +51,8 @@ struct LoadOptions {
   double temperature = 0;  // greedy by default: the cheapest sampler
   uint64_t seed = 1;
   double request_timeout_s = 600;
+  int32_t retries = 0;            // extra attempts per request, UNAVAILABLE before any token
+  double retry_backoff_s = 0.05;  // attempt k waits k * this before resending
 
   absl::Status Validate() const;
 };
@@ -55,7 +69,9 @@ Percentiles Summarize(std::vector<double> values);
 struct LoadReport {
   int32_t requests = 0;
   int32_t succeeded = 0;
-  std::map<std::string, int32_t> errors;  // status code name -> count
+  std::map<std::string, int32_t> errors;  // status code name -> count (after retries)
+  int32_t retries = 0;                    // attempts beyond each request's first
+  int32_t retried_requests = 0;           // requests that needed at least one retry
   double duration_s = 0;
   int64_t output_tokens = 0;
   int64_t prompt_tokens = 0;
