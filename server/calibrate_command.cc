@@ -17,6 +17,7 @@
 #include "engine/chai/calibration.h"
 #include "engine/chai/calibration_data.h"
 #include "engine/chai/calibration_report.h"
+#include "engine/eval/kl_gate.h"
 #include "engine/loaded_model.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "server/cli_flags.h"
@@ -26,7 +27,8 @@ namespace {
 
 constexpr char kSynopsis[] =
     "chai calibrate --model PATH --data FILE.jsonl --out FILE.json [--samples N] [--tokens T] "
-    "[--threads N] [--seed S] [--min-strength F] [--max-residual F]";
+    "[--threads N] [--seed S] [--min-strength F] [--max-residual F] "
+    "[--kl-budget B [--kl-samples N] [--kl-tokens T]]";
 
 int UsageError(const std::string& msg) {
   std::fprintf(stderr, "chai calibrate: %s (see --help)\n", msg.c_str());
@@ -86,6 +88,11 @@ int RunCalibrate(const std::vector<std::string>& args) {
           "0.1");
   f.Value("max-residual",
           "largest normalised K-means error (0-1) a layer's k may leave; 1 = pure knee", "1");
+  f.Value("kl-budget",
+          "gate the knee choices by fidelity: admit layers (last first) while the mean KL from "
+          "plain attention on held-out calibration documents stays <= B nats");
+  f.Value("kl-samples", "with --kl-budget: documents the KL is measured on", "8");
+  f.Value("kl-tokens", "with --kl-budget: tokens per KL document (second half scored)", "256");
   if (absl::Status s = f.Parse(args); !s.ok()) return UsageError(std::string(s.message()));
   if (f.help_requested()) {
     std::cout << f.Usage(kSynopsis);
@@ -100,8 +107,13 @@ int RunCalibrate(const std::vector<std::string>& args) {
   absl::StatusOr<int64_t> seed = f.Int("seed", 0, INT64_MAX);
   absl::StatusOr<double> min_strength = f.Double("min-strength", 0, 1);
   absl::StatusOr<double> max_residual = f.Double("max-residual", 0, 1);
-  for (const absl::Status& s : {samples.status(), tokens.status(), threads.status(), seed.status(),
-                                min_strength.status(), max_residual.status()}) {
+  const bool gate = f.Has("kl-budget");
+  absl::StatusOr<double> kl_budget = gate ? f.Double("kl-budget", 0, 100) : 0.0;
+  absl::StatusOr<int64_t> kl_samples = f.Int("kl-samples", 1, 4096);
+  absl::StatusOr<int64_t> kl_tokens = f.Int("kl-tokens", 8, 4096);
+  for (const absl::Status& s :
+       {samples.status(), tokens.status(), threads.status(), seed.status(), min_strength.status(),
+        max_residual.status(), kl_budget.status(), kl_samples.status(), kl_tokens.status()}) {
     if (!s.ok()) return UsageError(std::string(s.message()));
   }
   const std::string out = f.Str("out");
@@ -140,6 +152,41 @@ int RunCalibrate(const std::vector<std::string>& args) {
                         [&](int32_t done, int32_t total) { progress.Update(done, total); });
   if (!result.ok()) return Failure(result.status());
 
+  if (gate) {
+    // Held-out text: documents after the ones the K-means saw (a document
+    // long enough for both can appear in each; both are calibration data).
+    const int32_t n_kl = static_cast<int32_t>(*kl_samples);
+    absl::StatusOr<engine::CalibrationData> kl_data = engine::LoadCalibrationData(
+        data_path, *model->tokenizer, opt.samples + n_kl, static_cast<int32_t>(*kl_tokens));
+    if (!kl_data.ok()) return Failure(kl_data.status());
+    std::vector<std::vector<int32_t>> held_out(kl_data->samples.end() - n_kl,
+                                               kl_data->samples.end());
+    engine::eval::KlGateOptions gate_opt;
+    gate_opt.budget = *kl_budget;
+    gate_opt.score_from = static_cast<int32_t>(*kl_tokens / 2);
+    const engine::ChaiPlan knee = result->config.plan();
+    std::fprintf(stderr, "chai calibrate: KL gate, budget %g nats, %d documents x %lld tokens\n",
+                 gate_opt.budget, n_kl, static_cast<long long>(*kl_tokens));
+    absl::StatusOr<engine::eval::KlGateResult> gated = engine::eval::RunKlGate(
+        knee, model->weights->config, gate_opt,
+        engine::eval::ModelPlanScorer(model->weights.get(), backend.get(), &held_out,
+                                      gate_opt.score_from),
+        [](const engine::eval::KlGateTrial& t) {
+          std::fprintf(stderr, "  layer %2d at %d/%d: KL %.4f top-1 %.3f %s\n", t.layer, t.clusters,
+                       t.k_heads, t.mean_kl, t.top1_agreement,
+                       t.accepted ? "admitted" : "over budget");
+        });
+    if (!gated.ok()) return Failure(gated.status());
+    for (size_t l = 0; l < result->config.layers.size(); ++l) {
+      result->config.layers[l] = {gated->plan.clusters[l], gated->plan.k_heads[l]};
+      result->layers[l].clusters = gated->plan.clusters[l];
+      result->layers[l].k_heads = gated->plan.k_heads[l];
+    }
+    absl::StrAppend(&result->config.calibration->method, "; KL gate: layers admitted last first ",
+                    "while mean KL <= ", gate_opt.budget, " nats on ", n_kl, " held-out documents ",
+                    "x ", *kl_tokens, " tokens (second half scored); final KL ",
+                    absl::StrFormat("%.4f", gated->mean_kl));
+  }
   if (absl::Status s = result->config.Save(out); !s.ok()) return Failure(s);
   if (absl::Status s = engine::WriteTextFile(csv_path, engine::CalibrationCsv(*result)); !s.ok()) {
     return Failure(s);

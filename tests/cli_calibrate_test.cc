@@ -47,7 +47,7 @@ class CliCalibrateTest : public ::testing::Test {
     fs::create_directories(dir_);
     data_ = dir_ + "/calib.jsonl";
     std::ofstream out(data_);
-    for (int d = 0; d < 5; ++d) {
+    for (int d = 0; d < 8; ++d) {
       std::string text;
       for (int w = 0; w < 50; ++w) absl::StrAppend(&text, "word", (d * 13 + w * 7) % 31, " and ");
       out << nlohmann::json{{"text", text}}.dump() << "\n";
@@ -129,6 +129,50 @@ TEST_F(CliCalibrateTest, WritesConfigCsvAndSvg) {
   EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
   EXPECT_NE(svg.find(absl::StrCat("L1: k=", c->layers[1].clusters)), std::string::npos);
+}
+
+// --kl-budget: with room for anything, every layer whose knee allows a K
+// saving takes the most saving candidate (G = 2 here: k = 2 s); with a zero
+// budget nothing is admitted. The knee run fixes what "allows" means.
+TEST_F(CliCalibrateTest, KlBudgetGatesTheKneeChoices) {
+  const std::vector<std::string> common = {"--model",        TinyModel(), "--data",   data_,
+                                           "--samples",      "3",         "--tokens", "32",
+                                           "--min-strength", "0"};
+  auto run = [&](const std::string& name, std::vector<std::string> extra) {
+    std::vector<std::string> args = common;
+    args.push_back("--out");
+    args.push_back(dir_ + "/" + name + ".json");
+    args.insert(args.end(), extra.begin(), extra.end());
+    CliRun r = Calibrate(args);
+    EXPECT_EQ(r.status, 0) << r.err;
+    absl::StatusOr<chai::engine::ChaiConfig> c =
+        chai::engine::ChaiConfig::Load(dir_ + "/" + name + ".json");
+    EXPECT_TRUE(c.ok()) << c.status();
+    return std::make_pair(r, c.ok() ? *c : chai::engine::ChaiConfig{});
+  };
+  const auto [knee_run, knee] = run("knee", {});
+  const auto [open_run, open] =
+      run("open", {"--kl-budget", "100", "--kl-samples", "2", "--kl-tokens", "32"});
+  const auto [shut_run, shut] =
+      run("shut", {"--kl-budget", "0", "--kl-samples", "2", "--kl-tokens", "32"});
+  ASSERT_EQ(knee.layers.size(), 2u);
+  ASSERT_EQ(open.layers.size(), 2u);
+  ASSERT_EQ(shut.layers.size(), 2u);
+  int saving_layers = 0;
+  for (size_t l = 0; l < 2; ++l) {
+    const int32_t s0 = (knee.layers[l].clusters + 1) / 2;
+    const bool can_save = knee.layers[l].clusters < 4 && s0 < 2;
+    saving_layers += can_save;
+    EXPECT_EQ(open.layers[l].clusters, can_save ? 2 * s0 : 4) << l;
+    EXPECT_EQ(open.layers[l].k_heads, can_save ? s0 : 2) << l;
+    EXPECT_EQ(shut.layers[l].clusters, 4) << l;
+    EXPECT_EQ(shut.layers[l].k_heads, 2) << l;
+  }
+  ASSERT_GT(saving_layers, 0) << "the knee left nothing to gate; the test proves nothing";
+  EXPECT_NE(open_run.err.find("admitted"), std::string::npos) << open_run.err;
+  EXPECT_NE(shut_run.err.find("over budget"), std::string::npos) << shut_run.err;
+  ASSERT_TRUE(shut.calibration.has_value());
+  EXPECT_NE(shut.calibration->method.find("KL gate"), std::string::npos);
 }
 
 }  // namespace

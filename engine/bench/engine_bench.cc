@@ -2,7 +2,7 @@
 // the machine's memory bandwidth measured in the same run (issue 2 item 9).
 //
 //   chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] [--prompt-len 128]
-//   [--no-prefill] [--json]
+//   [--no-prefill] [--activations int16|float|int8] [--json]
 //
 // Measures (one process, same machine state):
 //   bandwidth   best-of-5 streaming read of 512 MiB (kernels/cpu/memory_bandwidth.h)
@@ -12,7 +12,9 @@
 // and reports batch-1 decode as a share of the roofline: (weight bytes read
 // per token / bandwidth) / measured time per token. Weight bytes are every
 // matrix the decode step streams (all layer matrices plus the output
-// projection; the embedding lookup reads one row).
+// projection; the embedding lookup reads one row). --activations picks the
+// CPU matmul's activation mode (kernels/cpu/matmul.h; default: the
+// backend's, float).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -131,8 +133,24 @@ int Main(int argc, char** argv) {
   bool prefill = true;
   int64_t prompt_len = 128;
   std::vector<int32_t> batches = {1, 8, 32};
+  kernels::cpu::ActivationMode mode = kernels::CpuBackendOptions{}.activation_mode;
+  std::string mode_name = "default";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "--activations" && i + 1 < argc) {
+      mode_name = argv[++i];
+      if (mode_name == "int16") {
+        mode = kernels::cpu::ActivationMode::kInt16;
+      } else if (mode_name == "float") {
+        mode = kernels::cpu::ActivationMode::kFloat;
+      } else if (mode_name == "int8") {
+        mode = kernels::cpu::ActivationMode::kInt8;
+      } else {
+        std::fprintf(stderr, "chai_engine_bench: --activations takes int16, float or int8\n");
+        return 2;
+      }
+      continue;
+    }
     if (a == "--model" && i + 1 < argc) {
       model_path = argv[++i];
     } else if (a == "--threads" && i + 1 < argc) {
@@ -156,7 +174,8 @@ int Main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] "
-                   "[--prompt-len 128] [--no-prefill] [--json]\n");
+                   "[--prompt-len 128] [--no-prefill] [--activations int16|float|int8] "
+                   "[--json]\n");
       return 2;
     }
   }
@@ -165,7 +184,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "chai_engine_bench: %s\n", std::string(model.status().message()).c_str());
     return 1;
   }
-  auto backend = kernels::CreateCpuBackend({.threads = threads});
+  auto backend = kernels::CreateCpuBackend({.threads = threads, .activation_mode = mode});
   auto runner = *ModelRunner::Create(model->weights.get(), backend.get(), 512);
   const int n_threads =
       threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
@@ -186,6 +205,7 @@ int Main(int argc, char** argv) {
   const double prefill_s = prefill ? best_of(3, [&] { return b.Prefill(512); }) : 0.0;
   nlohmann::json out = {{"model", model_path},
                         {"threads", n_threads},
+                        {"activations", mode_name},
                         {"bandwidth_gbps", bandwidth / 1e9},
                         {"decode_weight_bytes", weight_bytes},
                         {"prefill_512_tokens_per_s", prefill ? 512 / prefill_s : 0.0}};
@@ -204,7 +224,8 @@ int Main(int argc, char** argv) {
     std::printf("%s\n", out.dump(1).c_str());
     return 0;
   }
-  std::printf("model %s, %d threads\n", model_path.c_str(), n_threads);
+  std::printf("model %s, %d threads, %s activations\n", model_path.c_str(), n_threads,
+              mode_name.c_str());
   std::printf("memory read bandwidth      %8.2f GB/s\n", bandwidth / 1e9);
   std::printf("decode weight bytes/token  %8.2f MB\n", weight_bytes / 1e6);
   if (prefill) std::printf("prefill (512 tokens)       %8.1f tokens/s\n", 512 / prefill_s);

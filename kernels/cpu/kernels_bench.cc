@@ -14,10 +14,10 @@
 // Threads: CHAI_BENCH_THREADS (default: hardware concurrency). Numbers are
 // only meaningful on an otherwise idle machine: check the load average.
 //
-// Matmul benchmarks run in both activation modes (kernels/cpu/matmul.h): the
-// last argument is 0 for ActivationMode::kFloat (the default: dequantized
-// weights, float activations) and 1 for kInt8 (8-bit activations, integer
-// dot products); the label says which.
+// Matmul benchmarks run in every activation mode (kernels/cpu/matmul.h): the
+// last argument is 0 for ActivationMode::kFloat (dequantized weights, float
+// activations), 1 for kInt8 (8-bit activations, integer dot products) and 2
+// for kInt16 (16-bit activations, int16 weights); the label says which.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -111,13 +111,21 @@ void SetCounters(benchmark::State& state, double bytes_per_iter, int64_t m) {
 }
 
 ActivationMode ModeArg(int64_t v) {
-  return v == 0 ? ActivationMode::kFloat : ActivationMode::kInt8;
+  return v == 0 ? ActivationMode::kFloat : v == 1 ? ActivationMode::kInt8 : ActivationMode::kInt16;
 }
 const char* ModeLabel(ActivationMode mode) {
-  return mode == ActivationMode::kFloat ? "float-act" : "int8-act";
+  switch (mode) {
+    case ActivationMode::kFloat:
+      return "float-act";
+    case ActivationMode::kInt8:
+      return "int8-act";
+    case ActivationMode::kInt16:
+      return "int16-act";
+  }
+  return "?";
 }
 
-// Args: dtype, rows, cols, m, mode (0 float, 1 int8).
+// Args: dtype, rows, cols, m, mode (0 float, 1 int8, 2 int16).
 void BM_MatMul(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
   const int64_t rows = state.range(1), cols = state.range(2), m = state.range(3);
@@ -144,7 +152,7 @@ void BM_MatMul(benchmark::State& state) {
 void MatMulArgs(benchmark::internal::Benchmark* b) {
   const int64_t q41 = static_cast<int64_t>(DType::kQ4_1);
   const int64_t q80 = static_cast<int64_t>(DType::kQ8_0);
-  for (int64_t mode : {0, 1}) {
+  for (int64_t mode : {0, 1, 2}) {
     for (int64_t m : {1, 8, 32}) {
       b->Args({q41, kDim, kDim, m, mode});    // attn q, o
       b->Args({q41, kKvDim, kDim, m, mode});  // attn k, v
@@ -158,7 +166,7 @@ BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->UseRealTime();
 
 // Every matrix of one SmolLM2-135M forward pass, in order, at batch m: the
 // weight traffic of one decode step (attention and norms excluded).
-// Args: m, mode (0 float, 1 int8).
+// Args: m, mode (0 float, 1 int8, 2 int16).
 void BM_DecodeWeights(benchmark::State& state) {
   const int64_t m = state.range(0);
   const ActivationMode mode = ModeArg(state.range(1));
@@ -207,7 +215,7 @@ void BM_DecodeWeights(benchmark::State& state) {
 // Modes interleaved per batch size, so a change in machine load during the
 // run hits both alike.
 BENCHMARK(BM_DecodeWeights)
-    ->ArgsProduct({{1, 8, 32}, {0, 1}})
+    ->ArgsProduct({{1, 8, 32}, {0, 1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

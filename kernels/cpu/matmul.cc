@@ -39,7 +39,17 @@ namespace internal {
 KernelChoice ChooseKernel(DType t, ActivationMode mode, MatMulImpl impl) {
   KernelChoice c;
   c.format = ActFormatFor(t, mode);
-  const bool dequant = mode == ActivationMode::kFloat && c.format == ActFormat::kF32 &&
+  if (c.format == ActFormat::kQ16x32) {
+    if (impl == MatMulImpl::kAvx2) {
+      c.fn = Avx2Int16RowDot(t);
+      c.quantize = Avx2QuantizeActRow;
+    } else {
+      c.fn = ScalarInt16RowDot(t);
+    }
+    return c;
+  }
+  // kInt16 serves the types without 16-bit kernels (the K-quants) in float.
+  const bool dequant = mode != ActivationMode::kInt8 && c.format == ActFormat::kF32 &&
                        ScalarDequantRowDot(t) != nullptr;
   if (dequant) {
     c.max_tile = kMaxTileDequant;
@@ -86,10 +96,11 @@ void MatMul::Run(const WeightView& w, const float* x, int64_t m, float* y) {
     char* q = static_cast<char*>(scratch_.get());
     auto quantize = [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        internal::QuantizeActRow(format, x + i * cols, cols, q + i * act_stride);
+        kernel.quantize(format, x + i * cols, cols, q + i * act_stride);
       }
     };
-    if (m >= 4) {
+    // A row is ~0.1-1 us of work: a pool handoff only pays for a batch.
+    if (m >= 16) {
       pool_->ParallelFor(m, quantize);
     } else {
       quantize(0, m);

@@ -1,37 +1,38 @@
 // y[m, rows] = x[m, cols] * W^T for every weight DType, multi-threaded.
 //
-// Quantized weights (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) have two activation
-// modes:
-//  - ActivationMode::kFloat (default): weight blocks are dequantized on the
-//    fly into float registers (exactly the values DequantizeRow gives) and
-//    FMA'd with the float32 activations. The only error is float32 rounding
-//    (tests bound it by 1e-5 * sum|x*w|), so results match a float32
-//    reference that dequantizes the same weights (e.g. transformers on GGUF).
-//    Cost: per 32 weights one dequantization (unpack, convert, d*q+m: ~20
-//    vector ops), then 4 FMAs and an add per activation row. Batch 1 pays
-//    the dequantization per weight: on the 2-core EPYC build machine it is
-//    compute-bound and 0-25% slower than kInt8. Batches share it: up to 8
-//    rows per kernel call, and for m > 8 (AVX2) each block of weight rows is
-//    dequantized once into an L1/L2 buffer that every activation tile reuses
-//    (bit-identical to the fused kernel). From batch 8 up float mode is
-//    ~1.3x faster than this kInt8 path. kernels_bench has the numbers.
-//  - ActivationMode::kInt8 (llama.cpp's scheme): each activation row is first
-//    quantized to 8-bit blocks (32 elements for Q4_0/Q4_1/Q8_0, 256 with
-//    16-element sums for the K-quants) and the block dot products are integer.
-//    Cheaper per weight at batch 1, but the activation rounding (up to half a
-//    step of amax/127 per block) moves logits by ~0.2 (max ~1) on SmolLM2-135M
-//    Q4_1 and flips greedy tokens where the top-2 gap is ~0.1-0.2, outside
-//    DESIGN.md section 3's contract (float mode: max 5e-5). Kept for
-//    benchmarking the trade-off.
+// Quantized weights have three activation modes (docs/ENGINE.md, "Numerics",
+// has the accuracy of each on the real model):
+//  - ActivationMode::kInt16: Q4_0, Q4_1 and Q8_0 weights meet
+//    activations quantized to 16-bit blocks (32 elements, scale amax/32767):
+//    the weights are widened to int16 and multiplied with _mm256_madd_epi16,
+//    ~12 vector ops per 32 weights at batch 1. The activation rounding (at
+//    most amax/65534 per element) moves SmolLM2-135M Q4_1 logits by ~1e-3
+//    (max 6e-3), inside DESIGN.md section 3's tolerance; greedy output is
+//    unchanged. K-quants use the kFloat kernels.
+//  - ActivationMode::kFloat (default): weight blocks are dequantized on the fly into
+//    float registers (exactly the values DequantizeRow gives) and FMA'd with
+//    the float32 activations. The only error is float32 rounding (tests bound
+//    it by 1e-5 * sum|x*w|), so results match a float32 reference that
+//    dequantizes the same weights (e.g. transformers on GGUF) to ~5e-5.
+//    Cost: per 32 weights one dequantization (~20 vector ops), then 4 FMAs
+//    and an add per activation row; for m > 8 (AVX2) each block of weight
+//    rows is dequantized once into an L1/L2 buffer that every activation
+//    tile reuses (bit-identical to the fused kernel).
+//  - ActivationMode::kInt8 (llama.cpp's scheme): 8-bit activation blocks (32
+//    elements for Q4_0/Q4_1/Q8_0, 256 with 16-element sums for the
+//    K-quants) and integer block dot products. Its rounding (up to half a
+//    step of amax/127 per block) moves logits by ~0.2 (max ~1) and flips
+//    greedy tokens, outside the tolerance. Kept for benchmarking.
 // Float types (F32, F16, BF16) always use float activations and float FMA.
-// kernels_bench measures both modes (BM_DecodeWeights, BM_MatMul).
+// kernels_bench measures all modes (BM_DecodeWeights, BM_MatMul).
 //
 // Determinism: y[i][j] is computed by one thread, from W row j and
 // activation row i only, with a reduction order fixed by (dtype, cols, impl,
-// activation mode). It is bit-identical whatever m is, whatever the other
-// rows hold and however many threads run. The scalar and AVX2
-// implementations agree up to float rounding (FMA vs separate rounding, and
-// in kInt8 a different accumulation order), so one process always uses one.
+// activation mode); activations are quantized row by row. It is
+// bit-identical whatever m is, whatever the other rows hold and however many
+// threads run. The scalar and AVX2 implementations agree up to float
+// rounding (FMA vs separate rounding, and in kInt8/kInt16 a different
+// accumulation order), so one process always uses one.
 //
 // Thread-safety: a MatMul object may be used by one thread at a time (it owns
 // the activation scratch buffer); the pool may be shared.
@@ -57,15 +58,16 @@ bool MatMulImplAvailable(MatMulImpl impl);
 
 // How quantized weights meet the activations (see the file comment).
 enum class ActivationMode {
-  kFloat,  // dequantize weights to float, float activations (accurate)
+  kFloat,  // dequantize weights to float, float activations (exact weights)
   kInt8,   // quantize activations to 8-bit blocks, integer dot products
+  kInt16,  // 16-bit activation blocks for Q4_0/Q4_1/Q8_0, else as kFloat
 };
 
 class MatMul {
  public:
   // `pool` is not owned and must outlive this object.
   explicit MatMul(ThreadPool* pool, MatMulImpl impl = MatMulImpl::kAuto,
-                  ActivationMode mode = ActivationMode::kFloat);
+                  ActivationMode mode = ActivationMode::kInt16);
   ~MatMul();
 
   // y: [m, w.rows]; x: [m, w.cols]. REQUIRES: w.cols is a multiple of the

@@ -1,12 +1,14 @@
 // Internal to the CPU matmul: activation block formats and the per-row dot
 // kernels that matmul.cc drives. Not for use outside kernels/cpu/.
 //
-// Two kernel families serve the quantized weight types (see matmul.h for the
-// trade-off): ActivationMode::kFloat kernels dequantize each 32-element chunk
-// of a weight row into floats (exactly DequantizeRow's values) and FMA them
-// with float activations; ActivationMode::kInt8 kernels take activation rows
-// quantized to 8-bit blocks and use integer block dot products. F32/F16/BF16
-// weights always use float activations.
+// Three kernel families serve the quantized weight types (see matmul.h for
+// the trade-offs): ActivationMode::kFloat kernels dequantize each 32-element
+// chunk of a weight row into floats (exactly DequantizeRow's values) and FMA
+// them with float activations; ActivationMode::kInt8 kernels take activation
+// rows quantized to 8-bit blocks and use integer block dot products;
+// ActivationMode::kInt16 kernels (Q4_0, Q4_1, Q8_0 only) take 16-bit
+// activation blocks and multiply them with the weights widened to int16.
+// F32/F16/BF16 weights always use float activations.
 //
 // A RowDotFn computes the dot products of ONE weight row with `nr` (1..kMaxTile)
 // activation rows. The kernels keep a separate accumulator per activation row
@@ -41,6 +43,19 @@ struct BlockQ8x32 {
 };
 static_assert(sizeof(BlockQ8x32) == 40);
 
+// 16-bit activation block for the 32-element weight types in
+// ActivationMode::kInt16. x[i] ~= d * qs[i] with d = amax / 32767 of the
+// block, |qs| <= 32767; s = d * sum(qs), so the kernels compute exactly
+// <w, x_hat> with x_hat = d * qs (up to float rounding). Integer block sums
+// cannot overflow: 32 * 15 * 32767 (Q4_*) and 32 * 128 * 32767 (Q8_0) are
+// below 2^31.
+struct BlockQ16x32 {
+  float d;
+  float s;
+  int16_t qs[kQK];
+};
+static_assert(sizeof(BlockQ16x32) == 72);
+
 // 8-bit activation block for the K-quants. bsums[g] = sum(qs[16g..16g+15]),
 // needed for the K-quants' mins and Q6_K's -32 offset.
 struct BlockQ8xK {
@@ -51,16 +66,22 @@ struct BlockQ8xK {
 static_assert(sizeof(BlockQ8xK) == 292);
 
 // The activation representation a weight type's kernels consume.
-enum class ActFormat { kF32, kQ8x32, kQ8xK };
-// kF32 for every type in ActivationMode::kFloat and for the float types.
+enum class ActFormat { kF32, kQ8x32, kQ8xK, kQ16x32 };
+// kF32 for every type in ActivationMode::kFloat, for the float types, and
+// for the K-quants in ActivationMode::kInt16 (they use the float kernels).
 ActFormat ActFormatFor(DType t, ActivationMode mode);
 
 // Bytes of one activation row of `cols` elements in `f`.
 int64_t ActRowBytes(ActFormat f, int64_t cols);
 
-// Quantizes one activation row. Round-to-nearest-even, |qs| <= 127.
+// Quantizes one activation row. Round-to-nearest-even (the current rounding
+// mode), |qs| <= 127 (8-bit) or 32767 (16-bit).
 // REQUIRES: cols is a multiple of the block size.
 void QuantizeActRow(ActFormat f, const float* x, int64_t cols, void* out);
+using QuantizeRowFn = void (*)(ActFormat f, const float* x, int64_t cols, void* out);
+// AVX2 QuantizeActRow for kQ16x32 (bit-identical to the portable one; other
+// formats fall through to it). REQUIRES: CpuHasAvx2Fma().
+void Avx2QuantizeActRow(ActFormat f, const float* x, int64_t cols, void* out);
 
 // out[r * out_stride] = <w_row, act row r>, r < nr. Activation row r starts
 // at act + r * act_stride bytes. `cols` is the row length in elements.
@@ -85,6 +106,16 @@ bool CpuHasAvx2Fma();
 RowDotFn ScalarDequantRowDot(DType t);
 RowDotFn Avx2DequantRowDot(DType t);
 
+// 16-bit-activation kernels (ActFormat::kQ16x32) for Q4_0, Q4_1 and Q8_0;
+// nullptr for every other type; nr <= kMaxTile. Per block the integer dot
+// product isum = sum(wq[i] * qs[i]) is exact (wq: Q4_0 nibble - 8, Q4_1
+// nibble, Q8_0 q); the float part is (dw * dx) * isum (+ m * s for Q4_1).
+// The AVX2 kernel keeps isum as 8 int32 pair sums and accumulates them in two
+// 8-lane accumulators (even and odd blocks); the scalar one accumulates
+// whole-block sums. They agree up to float rounding.
+RowDotFn ScalarInt16RowDot(DType t);
+RowDotFn Avx2Int16RowDot(DType t);
+
 // AVX2 batch path of the float-activation kernels: DequantRowFn writes a
 // weight row's cols values (the same registers the fused kernel computes, so
 // exactly DequantizeRow's values) to out; the RowDotFn of
@@ -101,6 +132,8 @@ struct KernelChoice {
   RowDotFn fn = nullptr;
   ActFormat format = ActFormat::kF32;
   int max_tile = kMaxTile;
+  // How activation rows are put into `format` (unused for kF32).
+  QuantizeRowFn quantize = QuantizeActRow;
   // Set for AVX2 float-activation quantized types: the batch path above.
   DequantRowFn dequant_row = nullptr;
   RowDotFn predequant_fn = nullptr;

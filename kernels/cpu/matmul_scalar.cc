@@ -123,6 +123,30 @@ float DotQ6_K(const BlockQ6_K* w, const BlockQ8xK* x, int64_t nb) {
   return acc;
 }
 
+// 16-bit activations: the integer block dot product of the weights' integer
+// values (Q4_0 nibble - 8, Q4_1 nibble, Q8_0 q) with qs, scaled per block;
+// Q4_1 adds m * s (s = dx * sum(qs)). Same arithmetic as the AVX2 kernels up
+// to the float accumulation order.
+template <typename WBlock, int kKind>
+float DotInt16(const WBlock* w, const BlockQ16x32* x, int64_t nb) {
+  float acc = 0.0f, mins = 0.0f;
+  for (int64_t b = 0; b < nb; ++b) {
+    int32_t isum = 0;
+    if constexpr (kKind == 2) {
+      for (int l = 0; l < kQK; ++l) isum += w[b].qs[l] * x[b].qs[l];
+    } else {
+      constexpr int kOff = kKind == 0 ? 8 : 0;
+      for (int l = 0; l < kQK / 2; ++l) {
+        isum += ((w[b].qs[l] & 0x0f) - kOff) * x[b].qs[l] +
+                ((w[b].qs[l] >> 4) - kOff) * x[b].qs[l + kQK / 2];
+      }
+    }
+    acc += (Fp16ToFp32(w[b].d) * x[b].d) * static_cast<float>(isum);
+    if constexpr (kKind == 1) mins += Fp16ToFp32(w[b].m) * x[b].s;
+  }
+  return acc + mins;
+}
+
 template <typename WBlock, typename ABlock, float (*kDot)(const WBlock*, const ABlock*, int64_t),
           int kElems>
 void RowDotQuant(const void* w_row, const void* act, int64_t act_stride, int nr, int64_t cols,
@@ -180,6 +204,10 @@ void RowDotDequant(const void* w_row, const void* act, int64_t act_stride, int n
 
 ActFormat ActFormatFor(DType t, ActivationMode mode) {
   if (mode == ActivationMode::kFloat) return ActFormat::kF32;
+  if (mode == ActivationMode::kInt16) {
+    const bool legacy = t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ8_0;
+    return legacy ? ActFormat::kQ16x32 : ActFormat::kF32;
+  }
   switch (t) {
     case DType::kF32:
     case DType::kF16:
@@ -205,6 +233,8 @@ int64_t ActRowBytes(ActFormat f, int64_t cols) {
       return cols / kQK * static_cast<int64_t>(sizeof(BlockQ8x32));
     case ActFormat::kQ8xK:
       return cols / kQKK * static_cast<int64_t>(sizeof(BlockQ8xK));
+    case ActFormat::kQ16x32:
+      return cols / kQK * static_cast<int64_t>(sizeof(BlockQ16x32));
   }
   std::abort();
 }
@@ -238,6 +268,31 @@ void QuantizeActRow(ActFormat f, const float* x, int64_t cols, void* out) {
         blk.d = QuantizeBlock(x + b * kQK, kQK, blk.qs);
         int32_t sum = 0;
         for (int i = 0; i < kQK; ++i) sum += blk.qs[i];
+        blk.s = blk.d * static_cast<float>(sum);
+      }
+      return;
+    }
+    case ActFormat::kQ16x32: {
+      // amax / 32767 and its reciprocal, product and rounding in this order:
+      // Avx2QuantizeActRow does the same operations, so both give the same
+      // bits.
+      auto* blocks = static_cast<BlockQ16x32*>(out);
+      for (int64_t b = 0; b < cols / kQK; ++b) {
+        const float* xb = x + b * kQK;
+        BlockQ16x32& blk = blocks[b];
+        float amax = 0.0f;
+        for (int i = 0; i < kQK; ++i) amax = std::max(amax, std::fabs(xb[i]));
+        blk.d = amax / 32767.0f;
+        const float id = amax != 0.0f ? 32767.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int i = 0; i < kQK; ++i) {
+          // Saturates like the AVX2 pack; NaN (from non-finite input) maps to
+          // -32768 as the AVX2 conversion does.
+          float v = std::nearbyint(xb[i] * id);
+          v = v >= -32768.0f ? std::min(v, 32767.0f) : -32768.0f;
+          blk.qs[i] = static_cast<int16_t>(v);
+          sum += blk.qs[i];
+        }
         blk.s = blk.d * static_cast<float>(sum);
       }
       return;
@@ -302,6 +357,19 @@ RowDotFn ScalarDequantRowDot(DType t) {
       return RowDotDequant<DType::kQ6_K>;
   }
   std::abort();
+}
+
+RowDotFn ScalarInt16RowDot(DType t) {
+  switch (t) {
+    case DType::kQ4_0:
+      return RowDotQuant<BlockQ4_0, BlockQ16x32, DotInt16<BlockQ4_0, 0>, kQK>;
+    case DType::kQ4_1:
+      return RowDotQuant<BlockQ4_1, BlockQ16x32, DotInt16<BlockQ4_1, 1>, kQK>;
+    case DType::kQ8_0:
+      return RowDotQuant<BlockQ8_0, BlockQ16x32, DotInt16<BlockQ8_0, 2>, kQK>;
+    default:
+      return nullptr;
+  }
 }
 
 }  // namespace chai::kernels::cpu::internal

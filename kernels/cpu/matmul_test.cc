@@ -33,10 +33,39 @@ std::vector<MatMulImpl> Impls() {
 
 std::string ImplName(MatMulImpl impl) { return impl == MatMulImpl::kAvx2 ? "avx2" : "scalar"; }
 
-constexpr ActivationMode kModes[] = {ActivationMode::kFloat, ActivationMode::kInt8};
+constexpr ActivationMode kModes[] = {ActivationMode::kFloat, ActivationMode::kInt8,
+                                     ActivationMode::kInt16};
 
 std::string ModeName(ActivationMode mode) {
-  return mode == ActivationMode::kFloat ? "float-act" : "int8-act";
+  switch (mode) {
+    case ActivationMode::kFloat:
+      return "float-act";
+    case ActivationMode::kInt8:
+      return "int8-act";
+    case ActivationMode::kInt16:
+      return "int16-act";
+  }
+  return "?";
+}
+
+// Elements per activation block and the quantization step's divisor (the
+// step is amax / kMax, the rounding error at most half of it) of a format.
+struct QuantGeometry {
+  int64_t block = 0;  // 0: float activations
+  double max_q = 0;
+};
+QuantGeometry GeometryOf(internal::ActFormat f) {
+  switch (f) {
+    case internal::ActFormat::kF32:
+      return {};
+    case internal::ActFormat::kQ8x32:
+      return {32, 127};
+    case internal::ActFormat::kQ8xK:
+      return {256, 127};
+    case internal::ActFormat::kQ16x32:
+      return {32, 32767};
+  }
+  return {};
 }
 
 struct Problem {
@@ -69,9 +98,9 @@ std::vector<float> RunMatMul(const Problem& p, MatMulImpl impl, int threads, int
 // Accuracy against a float64 product of the dequantized weights. The bound is
 // derived, not tuned: float32 accumulation of <= 4 + cols/32 + 3 roundings
 // per term is < 2e-6 of sum |x_k w_k| for these lengths, so 1e-5 of it (the
-// whole bound in float-activation mode). In int8 mode, 8-bit activation
+// whole bound in float-activation mode). In int8 (int16) mode, activation
 // quantization also moves each x_k by at most half a step (amax of its block
-// / 254), adding sum_k |w_k| * step_k/2.
+// / 254 (/ 65534)), adding sum_k |w_k| * step_k/2.
 TEST(MatMulTest, MatchesFloat64ReferenceWithinDerivedBound) {
   for (ActivationMode mode : kModes) {
     for (MatMulImpl impl : Impls()) {
@@ -80,10 +109,8 @@ TEST(MatMulTest, MatchesFloat64ReferenceWithinDerivedBound) {
         const Problem p = MakeProblem(t, 37, 5, 1);
         const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
         const std::vector<float> y = RunMatMul(p, impl, 2, p.m, p.x.data(), mode);
-        const internal::ActFormat f = internal::ActFormatFor(t, mode);
-        const int64_t qblock = f == internal::ActFormat::kQ8x32  ? 32
-                               : f == internal::ActFormat::kQ8xK ? 256
-                                                                 : 0;
+        const QuantGeometry g = GeometryOf(internal::ActFormatFor(t, mode));
+        const int64_t qblock = g.block;
         for (int64_t i = 0; i < p.m; ++i) {
           const float* xi = &p.x[i * p.cols];
           for (int64_t j = 0; j < p.rows; ++j) {
@@ -99,7 +126,7 @@ TEST(MatMulTest, MatchesFloat64ReferenceWithinDerivedBound) {
                 amax = std::max(amax, std::fabs(double{xi[k]}));
                 wabs += std::fabs(double{wj[k]});
               }
-              quant_bound += wabs * amax / 254.0 * 1.0001;
+              quant_bound += wabs * amax / (2 * g.max_q) * 1.0001;
             }
             const double tol = quant_bound + 1e-5 * abs_sum + 1e-30;
             ASSERT_LE(std::fabs(y[i * p.rows + j] - ref), tol)
@@ -115,14 +142,26 @@ TEST(MatMulTest, MatchesFloat64ReferenceWithinDerivedBound) {
 // order: within 1e-5 of sum |x_k w_k| (stated tolerance for SIMD vs scalar).
 // The activations as the kernels see them: x_hat = d * q after 8-bit
 // quantization (identity for float weight types).
-std::vector<float> QuantizedActivations(DType t, const float* x, int64_t cols) {
-  const internal::ActFormat f = internal::ActFormatFor(t, ActivationMode::kInt8);
+std::vector<float> QuantizedActivations(DType t, const float* x, int64_t cols,
+                                        ActivationMode mode) {
+  const internal::ActFormat f = internal::ActFormatFor(t, mode);
   std::vector<float> out(x, x + cols);
   if (f == internal::ActFormat::kF32) return out;
   std::vector<char> buf(internal::ActRowBytes(f, cols));
   internal::QuantizeActRow(f, x, cols, buf.data());
-  const int64_t block = f == internal::ActFormat::kQ8x32 ? 32 : 256;
+  const int64_t block = GeometryOf(f).block;
   for (int64_t b = 0; b < cols / block; ++b) {
+    if (f == internal::ActFormat::kQ16x32) {
+      const auto* blk = reinterpret_cast<const internal::BlockQ16x32*>(buf.data()) + b;
+      int32_t sum = 0;
+      for (int i = 0; i < 32; ++i) {
+        sum += blk->qs[i];
+        EXPECT_LE(std::abs(blk->qs[i]), 32767);
+        out[b * block + i] = blk->d * static_cast<float>(blk->qs[i]);
+      }
+      EXPECT_EQ(blk->s, blk->d * static_cast<float>(sum));
+      continue;
+    }
     float d;
     const int8_t* qs;
     if (f == internal::ActFormat::kQ8x32) {
@@ -147,25 +186,28 @@ std::vector<float> QuantizedActivations(DType t, const float* x, int64_t cols) {
   return out;
 }
 
-// Int8 mode: given the quantized activations, the only error left is float
-// rounding: within 1e-5 of sum |x_hat_k w_k| of the float64 product. Catches
-// any mistake in the integer block arithmetic (offsets, mins, scales).
-TEST(MatMulTest, Int8ModeMatchesFloat64ProductOfQuantizedActivations) {
-  for (MatMulImpl impl : Impls()) {
-    for (DType t : kAllTypes) {
-      SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl));
-      const Problem p = MakeProblem(t, 37, 5, 6);
-      const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
-      const std::vector<float> y = RunMatMul(p, impl, 2, p.m, p.x.data(), ActivationMode::kInt8);
-      for (int64_t i = 0; i < p.m; ++i) {
-        const std::vector<float> xq = QuantizedActivations(t, &p.x[i * p.cols], p.cols);
-        for (int64_t j = 0; j < p.rows; ++j) {
-          double ref = 0, abs_sum = 0;
-          for (int64_t k = 0; k < p.cols; ++k) {
-            ref += double{xq[k]} * wf[j * p.cols + k];
-            abs_sum += std::fabs(double{xq[k]} * wf[j * p.cols + k]);
+// Int8 and int16 modes: given the quantized activations, the only error left
+// is float rounding: within 1e-5 of sum |x_hat_k w_k| of the float64
+// product. Catches any mistake in the integer block arithmetic (offsets,
+// mins, scales, widening).
+TEST(MatMulTest, IntegerModesMatchFloat64ProductOfQuantizedActivations) {
+  for (ActivationMode mode : {ActivationMode::kInt8, ActivationMode::kInt16}) {
+    for (MatMulImpl impl : Impls()) {
+      for (DType t : kAllTypes) {
+        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ModeName(mode));
+        const Problem p = MakeProblem(t, 37, 5, 6);
+        const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
+        const std::vector<float> y = RunMatMul(p, impl, 2, p.m, p.x.data(), mode);
+        for (int64_t i = 0; i < p.m; ++i) {
+          const std::vector<float> xq = QuantizedActivations(t, &p.x[i * p.cols], p.cols, mode);
+          for (int64_t j = 0; j < p.rows; ++j) {
+            double ref = 0, abs_sum = 0;
+            for (int64_t k = 0; k < p.cols; ++k) {
+              ref += double{xq[k]} * wf[j * p.cols + k];
+              abs_sum += std::fabs(double{xq[k]} * wf[j * p.cols + k]);
+            }
+            ASSERT_NEAR(y[i * p.rows + j], ref, 1e-5 * abs_sum) << "row " << i << " col " << j;
           }
-          ASSERT_NEAR(y[i * p.rows + j], ref, 1e-5 * abs_sum) << "row " << i << " col " << j;
         }
       }
     }
@@ -243,20 +285,21 @@ TEST(MatMulTest, BitIdenticalAcrossBatchPositionAndThreads) {
 // Wide rows take smaller activation tiles (L1 budget) and, for m > tile,
 // the dequantize-once batch path: still bit-identical to each row alone.
 TEST(MatMulTest, BitIdenticalForWideRowsAndBatchPath) {
-  for (MatMulImpl impl : Impls()) {
-    for (DType t : {DType::kQ4_1, DType::kQ8_0, DType::kQ6_K}) {
-      SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl));
-      std::mt19937 rng(12);
-      const int64_t rows = 40, cols = 1536;
-      Problem p{t, rows, cols, 0, RandomWeightBytes(t, rows, cols, rng), {}};
-      for (int64_t m : {3, 4, 5, 9, 13}) {
-        const std::vector<float> x = RandomFloats(m * cols, rng);
-        const std::vector<float> y = RunMatMul(p, impl, 2, m, x.data(), ActivationMode::kFloat);
-        for (int64_t i = 0; i < m; ++i) {
-          const std::vector<float> alone =
-              RunMatMul(p, impl, 1, 1, &x[i * cols], ActivationMode::kFloat);
-          ASSERT_EQ(0, std::memcmp(&y[i * rows], alone.data(), rows * sizeof(float)))
-              << "m " << m << " row " << i;
+  for (ActivationMode mode : {ActivationMode::kFloat, ActivationMode::kInt16}) {
+    for (MatMulImpl impl : Impls()) {
+      for (DType t : {DType::kQ4_1, DType::kQ8_0, DType::kQ6_K}) {
+        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ModeName(mode));
+        std::mt19937 rng(12);
+        const int64_t rows = 40, cols = 1536;
+        Problem p{t, rows, cols, 0, RandomWeightBytes(t, rows, cols, rng), {}};
+        for (int64_t m : {3, 4, 5, 9, 13}) {
+          const std::vector<float> x = RandomFloats(m * cols, rng);
+          const std::vector<float> y = RunMatMul(p, impl, 2, m, x.data(), mode);
+          for (int64_t i = 0; i < m; ++i) {
+            const std::vector<float> alone = RunMatMul(p, impl, 1, 1, &x[i * cols], mode);
+            ASSERT_EQ(0, std::memcmp(&y[i * rows], alone.data(), rows * sizeof(float)))
+                << "m " << m << " row " << i;
+          }
         }
       }
     }
@@ -286,13 +329,14 @@ TEST(MatMulTest, FloatModeUsesExactDequantizedWeights) {
   }
 }
 
-// The default is float activations, and the two modes really differ: on
+// The default is 16-bit activations (accurate to ~1e-5 and the fastest at
+// batch 1; docs/ENGINE.md), and float and int8 modes really differ: on
 // activations with outliers, int8 mode's quantization error exceeds the
 // float-rounding bound that float mode meets (so neither mode can silently
 // run the other's kernels).
-TEST(MatMulTest, DefaultIsFloatModeAndInt8ModeQuantizesActivations) {
+TEST(MatMulTest, DefaultIsInt16ModeAndInt8ModeQuantizesActivations) {
   ThreadPool pool(1);
-  EXPECT_EQ(MatMul(&pool).activation_mode(), ActivationMode::kFloat);
+  EXPECT_EQ(MatMul(&pool).activation_mode(), ActivationMode::kInt16);
   EXPECT_EQ(MatMul(&pool, MatMulImpl::kScalar, ActivationMode::kInt8).activation_mode(),
             ActivationMode::kInt8);
   for (MatMulImpl impl : Impls()) {
@@ -316,6 +360,62 @@ TEST(MatMulTest, DefaultIsFloatModeAndInt8ModeQuantizesActivations) {
       }
       EXPECT_LE(worst_float, 1e-5);
       EXPECT_GT(worst_int8, 1e-4);
+    }
+  }
+}
+
+// The AVX2 quantizer must give the portable one's bits (scale, values, sum):
+// rows with outliers, all-zero blocks, tiny and huge magnitudes.
+TEST(MatMulTest, Avx2Int16QuantizerIsBitIdenticalToScalar) {
+  if (!MatMulImplAvailable(MatMulImpl::kAvx2)) GTEST_SKIP() << "CPU has no AVX2+FMA";
+  std::mt19937 rng(2024);
+  const internal::ActFormat f = internal::ActFormat::kQ16x32;
+  for (int trial = 0; trial < 200; ++trial) {
+    const int64_t cols = 32 * (1 + trial % 50);
+    const float scale = std::ldexp(1.0f, static_cast<int>(rng() % 60) - 30);
+    std::vector<float> x = RandomFloats(cols, rng, scale);
+    for (int64_t i = 0; i < cols; i += 7 + trial % 11) x[i] *= 1000.0f;
+    if (trial % 3 == 0) std::fill_n(x.begin(), 32, 0.0f);   // amax 0
+    if (trial % 5 == 0) x[cols - 1] = -x[cols - 1] * 1e6f;  // negative amax
+    std::vector<char> a(internal::ActRowBytes(f, cols)), b(a.size());
+    internal::QuantizeActRow(f, x.data(), cols, a.data());
+    internal::Avx2QuantizeActRow(f, x.data(), cols, b.data());
+    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size())) << "trial " << trial;
+  }
+}
+
+// Int16 mode really quantizes (its error exceeds float mode's rounding) and
+// is far closer to the float result than int8 mode: each activation moves by
+// at most amax / 65534 of its block instead of amax / 254.
+TEST(MatMulTest, Int16ModeErrorLiesBetweenFloatAndInt8) {
+  for (MatMulImpl impl : Impls()) {
+    for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0}) {
+      SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl));
+      const Problem p = MakeProblem(t, 24, 6, 31);
+      const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
+      double worst[3] = {0, 0, 0};  // float, int8, int16: max |error| / sum |x w|
+      const ActivationMode modes[3] = {ActivationMode::kFloat, ActivationMode::kInt8,
+                                       ActivationMode::kInt16};
+      for (int k = 0; k < 3; ++k) {
+        const std::vector<float> y = RunMatMul(p, impl, 1, p.m, p.x.data(), modes[k]);
+        for (int64_t i = 0; i < p.m; ++i) {
+          for (int64_t j = 0; j < p.rows; ++j) {
+            double ref = 0, abs_sum = 0;
+            for (int64_t c = 0; c < p.cols; ++c) {
+              ref += double{p.x[i * p.cols + c]} * wf[j * p.cols + c];
+              abs_sum += std::fabs(double{p.x[i * p.cols + c]} * wf[j * p.cols + c]);
+            }
+            worst[k] = std::max(worst[k], std::fabs(y[i * p.rows + j] - ref) / abs_sum);
+          }
+        }
+      }
+      std::printf("%s %s worst relative error: float %.2e int8 %.2e int16 %.2e\n",
+                  std::string(Name(t)).c_str(), ImplName(impl).c_str(), worst[0], worst[1],
+                  worst[2]);
+      EXPECT_GT(worst[2], 4 * worst[0]);
+      // The step ratio is 258; random rounding errors keep the ratio of the
+      // worst cases near it, far above 30.
+      EXPECT_LT(worst[2] * 30, worst[1]);
     }
   }
 }

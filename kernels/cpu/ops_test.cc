@@ -1,5 +1,7 @@
 // Each CpuBackend op against a naive reference written here (float64 where
 // the op reduces), through the Backend interface the engine uses.
+#include "kernels/cpu/ops.h"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -181,6 +183,45 @@ TEST(CpuBackendTest, SwiGluAddGather) {
   b->GatherRows(g.data(), rows.data(), 4, dim, dst.data());
   for (size_t i = 0; i < rows.size(); ++i) {
     for (int j = 0; j < dim; ++j) ASSERT_EQ(dst[i * dim + j], g[rows[i] * dim + j]);
+  }
+}
+
+// Large batches of the element-wise ops are split over the pool: the bits
+// must be those of the serial op functions, and a row must not depend on the
+// batch it is in (a single-row call stays serial).
+TEST(CpuBackendTest, PooledElementwiseOpsGiveSerialBits) {
+  std::mt19937 rng(77);
+  const int32_t n = 37, dim = 576, heads = 9, hd = 64;
+  const int64_t ffn = 1536;
+  std::vector<float> inv_freq(hd / 2);
+  for (int i = 0; i < hd / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / hd);
+  const RopeParams rp{hd, false, inv_freq.data()};
+  std::vector<int32_t> pos(n);
+  for (int32_t t = 0; t < n; ++t) pos[t] = static_cast<int32_t>(rng() % 4096);
+  const std::vector<float> x = RandomFloats(int64_t{n} * dim, rng, 3.0f);
+  const std::vector<float> w = RandomFloats(dim, rng);
+  const std::vector<float> q = RandomFloats(int64_t{n} * heads * hd, rng);
+  const std::vector<float> g = RandomFloats(n * ffn, rng, 4.0f), u = RandomFloats(n * ffn, rng);
+
+  std::vector<float> norm_ref(x.size()), q_ref = q, swi_ref(g.size());
+  cpu::RmsNormRows(x.data(), w.data(), n, dim, 1e-5f, norm_ref.data());
+  cpu::RopeRows(q_ref.data(), pos.data(), n, heads, rp);
+  cpu::SwiGluValues(g.data(), u.data(), n * ffn, swi_ref.data());
+  for (int threads : {2, 3}) {
+    auto b = MakeBackend(threads);
+    std::vector<float> norm(x.size()), qb = q, swi(g.size());
+    b->RmsNorm(x.data(), w.data(), n, dim, 1e-5f, norm.data());
+    b->Rope(qb.data(), pos.data(), n, heads, rp);
+    b->SwiGlu(g.data(), u.data(), n * ffn, swi.data());
+    EXPECT_EQ(0, std::memcmp(norm.data(), norm_ref.data(), norm.size() * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(qb.data(), q_ref.data(), qb.size() * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(swi.data(), swi_ref.data(), swi.size() * sizeof(float)));
+    // Row 5 alone (the serial path) equals row 5 of the batch.
+    std::vector<float> one(dim), q1(q.begin() + 5 * heads * hd, q.begin() + 6 * heads * hd);
+    b->RmsNorm(&x[5 * dim], w.data(), 1, dim, 1e-5f, one.data());
+    b->Rope(q1.data(), &pos[5], 1, heads, rp);
+    EXPECT_EQ(0, std::memcmp(one.data(), &norm_ref[5 * dim], dim * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(q1.data(), &q_ref[5 * heads * hd], q1.size() * sizeof(float)));
   }
 }
 

@@ -15,6 +15,10 @@ namespace {
 // run the thread we are waiting for instead of burning its time slice.
 constexpr int kSpinIterations = 2000;
 constexpr int kYieldIterations = 200;
+// Chunks per thread: enough that a thread which starts late (or runs slower)
+// leaves its share to the others, few enough that claiming stays cheap.
+constexpr int kChunksPerThread = 4;
+constexpr int64_t kMaxChunks = 0xffff;  // the chunk fields of claim_
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -31,7 +35,7 @@ ThreadPool::ThreadPool(int threads)
                        ? threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))) {
   workers_.reserve(num_threads_ - 1);
-  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -41,13 +45,29 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-void ThreadPool::RunRange(int index) {
-  const int64_t begin = job_n_ * index / num_threads_;
-  const int64_t end = job_n_ * (index + 1) / num_threads_;
-  if (begin < end) (*job_)(begin, end);
+int64_t ThreadPool::NumChunks(int64_t n) const {
+  return std::min<int64_t>({n, int64_t{kChunksPerThread} * num_threads_, kMaxChunks});
 }
 
-void ThreadPool::WorkerLoop(int index) {
+void ThreadPool::RunChunks(uint32_t gen) {
+  uint64_t cur = claim_.load(std::memory_order_acquire);
+  for (;;) {
+    const uint64_t chunks = (cur >> 16) & 0xffff, next = cur & 0xffff;
+    if ((cur >> 32) != gen || next >= chunks) return;
+    if (!claim_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+      continue;  // cur was reloaded
+    }
+    const int64_t c = static_cast<int64_t>(next), nc = static_cast<int64_t>(chunks);
+    (*job_)(job_n_ * c / nc, job_n_ * (c + 1) / nc);
+    if (remaining_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
+      remaining_.notify_one();
+    }
+    cur = claim_.load(std::memory_order_acquire);
+  }
+}
+
+void ThreadPool::WorkerLoop() {
   t_inside_job = true;
   uint32_t seen = 0;
   for (;;) {
@@ -68,8 +88,7 @@ void ThreadPool::WorkerLoop(int index) {
     }
     seen = gen;
     if (stop_.load(std::memory_order_acquire)) return;
-    RunRange(index);
-    if (pending_.fetch_sub(1) == 1 && caller_sleeping_.load()) pending_.notify_one();
+    RunChunks(gen);
   }
 }
 
@@ -80,28 +99,32 @@ void ThreadPool::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)
     return;
   }
   std::lock_guard<std::mutex> lock(call_mu_);
+  const int64_t chunks = NumChunks(n);
   job_ = &fn;
   job_n_ = n;
-  pending_.store(num_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1);
+  remaining_.store(static_cast<int>(chunks), std::memory_order_relaxed);
+  const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
+  claim_.store((uint64_t{gen} << 32) | (static_cast<uint64_t>(chunks) << 16),
+               std::memory_order_release);
+  generation_.store(gen);
   if (sleeping_workers_.load() > 0) generation_.notify_all();
 
   t_inside_job = true;
-  RunRange(0);
+  RunChunks(gen);
   t_inside_job = false;
 
-  int left = pending_.load(std::memory_order_acquire);
+  int left = remaining_.load(std::memory_order_acquire);
   for (int spin = 0; left != 0 && spin < kSpinIterations + kYieldIterations; ++spin) {
     if (spin < kSpinIterations) {
       CpuRelax();
     } else {
       std::this_thread::yield();
     }
-    left = pending_.load(std::memory_order_acquire);
+    left = remaining_.load(std::memory_order_acquire);
   }
   if (left != 0) {
     caller_sleeping_.store(true);
-    for (left = pending_.load(); left != 0; left = pending_.load()) pending_.wait(left);
+    for (left = remaining_.load(); left != 0; left = remaining_.load()) remaining_.wait(left);
     caller_sleeping_.store(false);
   }
   job_ = nullptr;

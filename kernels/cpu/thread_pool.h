@@ -1,12 +1,14 @@
 // A fixed pool of worker threads for data-parallel kernels.
 //
-// ParallelFor splits [0, n) into one contiguous range per thread (static
-// partitioning: thread t of T gets [n*t/T, n*(t+1)/T)), runs them
-// concurrently and returns when all are done. The calling thread runs range 0
-// itself, so a pool of T threads starts T-1 workers. Static ranges mean that
-// which thread computes an index depends only on n and T -- but kernels must
-// not rely on that for their results: each output is computed by one call
-// with a fixed reduction order, so results never depend on the partition.
+// ParallelFor splits [0, n) into C = min(n, 4 * T) contiguous chunks (chunk c
+// is [n*c/C, n*(c+1)/C)); the calling thread and the T-1 workers claim chunks
+// from a shared counter until none is left, and the call returns when every
+// chunk has run. The caller never waits for a worker that has not started:
+// on a loaded machine a descheduled worker only means the caller (and the
+// other workers) run more chunks, not that every op stalls until the worker
+// is scheduled again. Which thread runs a chunk is therefore not fixed, and
+// kernels must not depend on it: each output is computed by one call with a
+// fixed reduction order, so results never depend on the partition.
 //
 // Workers spin briefly after finishing a job (decode issues hundreds of small
 // jobs per token, and a futex wake costs more than the job), then yield, then
@@ -42,28 +44,39 @@ class ThreadPool {
 
   int num_threads() const { return num_threads_; }
 
-  // Calls fn(begin, end) for the non-empty static ranges of [0, n) and waits.
-  // `fn` must not throw.
+  // Calls fn(begin, end) once per chunk of [0, n) (see the file comment) and
+  // waits. `fn` must not throw.
   void ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn);
 
+  // The number of chunks ParallelFor(n, ...) uses.
+  int64_t NumChunks(int64_t n) const;
+
  private:
-  void WorkerLoop(int index);
-  void RunRange(int index);
+  void WorkerLoop();
+  // Claims and runs chunks of job `gen` until none is left (or the job is no
+  // longer current).
+  void RunChunks(uint32_t gen);
 
   const int num_threads_;
   std::vector<std::thread> workers_;
   std::mutex call_mu_;  // serialises ParallelFor callers
 
-  // Current job; written by the caller before bumping generation_.
+  // Current job; written by the caller before publishing claim_. A thread
+  // reads them only after claiming a chunk of the job, and the job cannot
+  // end (nor these change) before that chunk is done.
   const absl::FunctionRef<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
 
+  // Chunk claims: generation (bits 63-32), chunk count (31-16), next chunk
+  // (15-0). Tagging with the generation makes a claim by a worker that wakes
+  // after its job ended fail instead of taking a chunk of a later job.
+  alignas(64) std::atomic<uint64_t> claim_{0};
   // 32-bit so that wait/notify map onto a futex. Notifies are skipped unless
   // someone sleeps (the counters), which keeps the common spinning case free
   // of system calls; seq_cst on both sides makes the check race-free.
   alignas(64) std::atomic<uint32_t> generation_{0};  // bumped once per job
   std::atomic<int> sleeping_workers_{0};
-  alignas(64) std::atomic<int> pending_{0};  // workers still running the job
+  alignas(64) std::atomic<int> remaining_{0};  // chunks of the job not yet done
   std::atomic<bool> caller_sleeping_{false};
   std::atomic<bool> stop_{false};
 };

@@ -1,5 +1,6 @@
 #include "kernels/cpu/thread_pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -10,7 +11,7 @@
 namespace chai::kernels::cpu {
 namespace {
 
-TEST(ThreadPoolTest, CoversEveryIndexOnceWithStaticRanges) {
+TEST(ThreadPoolTest, CoversEveryIndexOnceInTheDocumentedChunks) {
   for (int threads : {1, 2, 3, 8}) {
     ThreadPool pool(threads);
     EXPECT_EQ(pool.num_threads(), threads);
@@ -24,25 +25,61 @@ TEST(ThreadPoolTest, CoversEveryIndexOnceWithStaticRanges) {
         for (int64_t i = begin; i < end; ++i) hits[i]++;
       });
       for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 1) << "n=" << n << " i=" << i;
-      if (n == 1) continue;  // runs inline as one range
-      for (int t = 0; t < threads; ++t) {
-        const int64_t b = n * t / threads, e = n * (t + 1) / threads;
-        if (b < e) {
-          EXPECT_EQ(range_end[b], e) << "threads=" << threads << " n=" << n;
-        }
+      if (n == 1 || threads == 1) continue;  // runs inline as one range
+      const int64_t chunks = pool.NumChunks(n);
+      EXPECT_EQ(chunks, std::min<int64_t>(n, 4 * threads));
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
+        EXPECT_EQ(range_end[b], e) << "threads=" << threads << " n=" << n;
       }
     }
   }
 }
 
+// The caller does not wait for a slow (or descheduled) worker to take its
+// share: while the first chunk a worker claims is stalled, the caller runs
+// the other chunks. Static one-range-per-thread splitting would leave half
+// of them to the stalled worker.
+TEST(ThreadPoolTest, CallerTakesChunksAWorkerHasNotStarted) {
+  ThreadPool pool(2);
+  const std::thread::id caller = std::this_thread::get_id();
+  for (int round = 0; round < 5; ++round) {
+    std::atomic<int> by_caller{0}, by_worker{0};
+    std::atomic<bool> worker_stalled{false};
+    pool.ParallelFor(8, [&](int64_t b, int64_t e) {
+      if (std::this_thread::get_id() == caller) {
+        by_caller += static_cast<int>(e - b);
+      } else {
+        by_worker += static_cast<int>(e - b);
+        if (!worker_stalled.exchange(true)) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+    });
+    EXPECT_EQ(by_caller + by_worker, 8);
+    EXPECT_GE(by_caller, 7) << "round " << round;
+  }
+}
+
+// Every thread of the pool takes part: each chunk waits (bounded) until all
+// three have started, which only three distinct threads can achieve.
 TEST(ThreadPoolTest, UsesSeveralThreads) {
   ThreadPool pool(3);
   std::vector<std::thread::id> ids(3);
-  pool.ParallelFor(3, [&](int64_t b, int64_t e) { ids[b] = std::this_thread::get_id(); });
-  EXPECT_EQ(ids[0], std::this_thread::get_id());  // the caller participates
+  std::atomic<int> started{0};
+  pool.ParallelFor(3, [&](int64_t b, int64_t e) {
+    ids[b] = std::this_thread::get_id();
+    ++started;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (started < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  });
+  EXPECT_EQ(started, 3);
   EXPECT_NE(ids[1], ids[0]);
   EXPECT_NE(ids[2], ids[0]);
   EXPECT_NE(ids[1], ids[2]);
+  // The caller participates.
+  EXPECT_TRUE(ids[0] == std::this_thread::get_id() || ids[1] == std::this_thread::get_id() ||
+              ids[2] == std::this_thread::get_id());
 }
 
 TEST(ThreadPoolTest, ManyCallsAcrossSpinAndSleep) {
