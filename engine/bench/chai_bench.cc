@@ -3,7 +3,7 @@
 //
 //   chai_chai_bench [--model PATH] [--threads N] [--contexts 512,2048,4096]
 //       [--chai-config FILE | --plan FIRST-LAST:CLUSTERS:KHEADS] [--decode-steps 16]
-//       [--decode-batch 1] [--json]
+//       [--decode-batch 1] [--baseline plain|identity] [--json]
 //
 // For each context C, plain attention and CHAI each:
 //   prefill  one C-token prompt in runner-sized chunks (clustering included),
@@ -13,6 +13,11 @@
 //   K bytes  the K cache the sequences hold at the end
 // and the time the online clustering took per request. Without
 // --chai-config or --plan the plan is the default model's shipped config.
+// --baseline identity runs "off" as a CHAI cache whose every layer keeps all
+// heads: the same code path as "on" with nothing shared or saved, so the
+// ratio isolates what CHAI's sharing buys (plain and CHAI caches take
+// different attention paths, which moved the plain-baseline ratios by up to
+// 1.3x on their own: docs/PERFORMANCE.md).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -133,7 +138,7 @@ bool ParsePlan(absl::string_view text, const LlamaConfig& c, ChaiPlan* plan) {
 
 int Main(int argc, char** argv) {
   std::string model_path = std::string(CHAI_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-  std::string config_flag, plan_flag;
+  std::string config_flag, plan_flag, baseline = "plain";
   int threads = 0, reps = 2;
   int32_t batch = 1;
   int64_t steps = 16;
@@ -156,6 +161,12 @@ int Main(int argc, char** argv) {
       config_flag = argv[++i];
     } else if (a == "--plan" && has) {
       plan_flag = argv[++i];
+    } else if (a == "--baseline" && has) {
+      baseline = argv[++i];
+      if (baseline != "plain" && baseline != "identity") {
+        std::fprintf(stderr, "chai_chai_bench: --baseline takes plain or identity\n");
+        return 2;
+      }
     } else if (a == "--json") {
       json = true;
     } else if (a == "--contexts" && has) {
@@ -172,7 +183,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: chai_chai_bench [--model PATH] [--threads N] [--contexts 512,2048,4096] "
                    "[--chai-config FILE | --plan FIRST-LAST:CLUSTERS:KHEADS] [--decode-steps N] "
-                   "[--decode-batch B] [--reps R] [--json]\n");
+                   "[--decode-batch B] [--reps R] [--baseline plain|identity] [--json]\n");
       return 2;
     }
   }
@@ -206,14 +217,22 @@ int Main(int argc, char** argv) {
   auto runner = *ModelRunner::Create(model->weights.get(), backend.get(), 512);
   ChaiBench bench(model->weights.get(), backend.get(), runner.get());
   (void)bench.Run({}, 64, 1, 2, 1);  // page in the weights
-  nlohmann::json out = {{"model", model_path}, {"plan", plan_source}, {"decode_batch", batch}};
+  ChaiPlan off_plan;                 // empty: plain attention
+  if (baseline == "identity") {
+    off_plan.clusters.assign(c.n_layers, static_cast<int32_t>(c.n_heads));
+    off_plan.k_heads.assign(c.n_layers, static_cast<int32_t>(c.n_kv_heads));
+  }
+  nlohmann::json out = {{"model", model_path},
+                        {"plan", plan_source},
+                        {"decode_batch", batch},
+                        {"baseline", baseline}};
   if (!json) {
     std::printf("%s, CHAI %s, decode batch %d\n", model_path.c_str(), plan_source.c_str(), batch);
     std::printf("%8s %12s %12s %7s %12s %12s %7s %10s %8s\n", "context", "prefill off",
                 "prefill on", "ratio", "decode off", "decode on", "ratio", "K saved", "cluster");
   }
   for (int64_t ctx : contexts) {
-    const Result off = bench.Run({}, ctx, batch, steps, reps);
+    const Result off = bench.Run(off_plan, ctx, batch, steps, reps);
     const Result on = bench.Run(plan, ctx, batch, steps, reps);
     const double p_off = ctx / off.prefill_s, p_on = ctx / on.prefill_s;
     const double d_off = batch * steps / off.decode_s, d_on = batch * steps / on.decode_s;
