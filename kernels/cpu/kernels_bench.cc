@@ -113,17 +113,6 @@ void SetCounters(benchmark::State& state, double bytes_per_iter, int64_t m) {
 ActivationMode ModeArg(int64_t v) {
   return v == 0 ? ActivationMode::kFloat : v == 1 ? ActivationMode::kInt8 : ActivationMode::kInt16;
 }
-const char* ModeLabel(ActivationMode mode) {
-  switch (mode) {
-    case ActivationMode::kFloat:
-      return "float-act";
-    case ActivationMode::kInt8:
-      return "int8-act";
-    case ActivationMode::kInt16:
-      return "int16-act";
-  }
-  return "?";
-}
 
 // Args: dtype, rows, cols, m, mode (0 float, 1 int8, 2 int16).
 void BM_MatMul(benchmark::State& state) {
@@ -146,7 +135,7 @@ void BM_MatMul(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   SetCounters(state, static_cast<double>(cache->bytes), m);
-  state.SetLabel(std::string(Name(t)) + " " + ModeLabel(mode));
+  state.SetLabel(std::string(Name(t)) + " " + ActivationModeName(mode));
 }
 
 void MatMulArgs(benchmark::internal::Benchmark* b) {
@@ -210,7 +199,7 @@ void BM_DecodeWeights(benchmark::State& state) {
   }
   SetCounters(state, static_cast<double>(model->size), m);
   state.counters["model_mb"] = static_cast<double>(model->size) / 1e6;
-  state.SetLabel(ModeLabel(mode));
+  state.SetLabel(ActivationModeName(mode));
 }
 // Modes interleaved per batch size, so a change in machine load during the
 // run hits both alike.

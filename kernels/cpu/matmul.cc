@@ -8,6 +8,18 @@
 #include "kernels/cpu/matmul_kernels.h"
 
 namespace chai::kernels::cpu {
+
+const char* ActivationModeName(ActivationMode mode) {
+  switch (mode) {
+    case ActivationMode::kFloat:
+      return "float-act";
+    case ActivationMode::kInt8:
+      return "int8-act";
+    case ActivationMode::kInt16:
+      return "int16-act";
+  }
+  return "?";
+}
 namespace {
 
 using internal::ActFormat;

@@ -63,6 +63,9 @@ enum class ActivationMode {
   kInt16,  // 16-bit activation blocks for Q4_0/Q4_1/Q8_0, else as kFloat
 };
 
+// "float-act", "int8-act" or "int16-act": labels for benchmarks and tests.
+const char* ActivationModeName(ActivationMode mode);
+
 class MatMul {
  public:
   // `pool` is not owned and must outlive this object.

@@ -36,18 +36,6 @@ std::string ImplName(MatMulImpl impl) { return impl == MatMulImpl::kAvx2 ? "avx2
 constexpr ActivationMode kModes[] = {ActivationMode::kFloat, ActivationMode::kInt8,
                                      ActivationMode::kInt16};
 
-std::string ModeName(ActivationMode mode) {
-  switch (mode) {
-    case ActivationMode::kFloat:
-      return "float-act";
-    case ActivationMode::kInt8:
-      return "int8-act";
-    case ActivationMode::kInt16:
-      return "int16-act";
-  }
-  return "?";
-}
-
 // Elements per activation block and the quantization step's divisor (the
 // step is amax / kMax, the rounding error at most half of it) of a format.
 struct QuantGeometry {
@@ -105,7 +93,7 @@ TEST(MatMulTest, MatchesFloat64ReferenceWithinDerivedBound) {
   for (ActivationMode mode : kModes) {
     for (MatMulImpl impl : Impls()) {
       for (DType t : kAllTypes) {
-        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ModeName(mode));
+        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ActivationModeName(mode));
         const Problem p = MakeProblem(t, 37, 5, 1);
         const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
         const std::vector<float> y = RunMatMul(p, impl, 2, p.m, p.x.data(), mode);
@@ -194,7 +182,7 @@ TEST(MatMulTest, IntegerModesMatchFloat64ProductOfQuantizedActivations) {
   for (ActivationMode mode : {ActivationMode::kInt8, ActivationMode::kInt16}) {
     for (MatMulImpl impl : Impls()) {
       for (DType t : kAllTypes) {
-        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ModeName(mode));
+        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ActivationModeName(mode));
         const Problem p = MakeProblem(t, 37, 5, 6);
         const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
         const std::vector<float> y = RunMatMul(p, impl, 2, p.m, p.x.data(), mode);
@@ -221,7 +209,7 @@ TEST(MatMulTest, Avx2MatchesScalar) {
   if (!MatMulImplAvailable(MatMulImpl::kAvx2)) GTEST_SKIP() << "CPU has no AVX2+FMA";
   for (ActivationMode mode : kModes) {
     for (DType t : kAllTypes) {
-      SCOPED_TRACE(std::string(Name(t)) + " " + ModeName(mode));
+      SCOPED_TRACE(std::string(Name(t)) + " " + ActivationModeName(mode));
       const Problem p = MakeProblem(t, 45, 9, 2);
       const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
       const std::vector<float> ys = RunMatMul(p, MatMulImpl::kScalar, 1, p.m, p.x.data(), mode);
@@ -247,7 +235,7 @@ TEST(MatMulTest, BitIdenticalAcrossBatchPositionAndThreads) {
   for (ActivationMode mode : kModes) {
     for (MatMulImpl impl : Impls()) {
       for (DType t : kAllTypes) {
-        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ModeName(mode));
+        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ActivationModeName(mode));
         const int64_t m = 37;  // several full tiles plus a ragged one
         const Problem p = MakeProblem(t, 50, m, 3);
         // Reference: each row alone (m = 1), one thread.
@@ -288,7 +276,7 @@ TEST(MatMulTest, BitIdenticalForWideRowsAndBatchPath) {
   for (ActivationMode mode : {ActivationMode::kFloat, ActivationMode::kInt16}) {
     for (MatMulImpl impl : Impls()) {
       for (DType t : {DType::kQ4_1, DType::kQ8_0, DType::kQ6_K}) {
-        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ModeName(mode));
+        SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ActivationModeName(mode));
         std::mt19937 rng(12);
         const int64_t rows = 40, cols = 1536;
         Problem p{t, rows, cols, 0, RandomWeightBytes(t, rows, cols, rng), {}};

@@ -33,20 +33,12 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib  # noqa: E402
 import chai_flags  # noqa: E402
 
-SKIP = 77
 # Loaded from the host's driver or the glibc of any image.
 SYSTEM_SONAMES = re.compile(r"^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.)")
 CUDA_MODULE_DEPS = {"libcublas.so.13", "libcublasLt.so.13"}
-
-
-def skip_or_fail(why):
-    if os.environ.get("CI") == "true":
-        print(f"FAIL: {why} (CI=true)")
-        sys.exit(1)
-    print(f"SKIP: {why}")
-    sys.exit(SKIP)
 
 
 class Stage:
@@ -177,14 +169,11 @@ def main():
     args = ap.parse_args()
     for tool in ("dpkg", "dpkg-query", "ldd"):
         if not shutil.which(tool):
-            skip_or_fail(f"{tool} not found: the runtime package check needs a Debian host")
+            testlib.skip_or_fail(f"{tool} not found: the runtime package check needs a Debian host",
+                                 ci_note="CI runs on Debian 12")
     src = args.source_dir
-    failures = []
-
-    def check(name, cond, detail=""):
-        print(("PASS " if cond else "FAIL ") + name + ("" if cond else f": {detail}"))
-        if not cond:
-            failures.append(name)
+    checks = testlib.Checks()
+    check, failures = checks.check, checks.failures
 
     flags = chai_flags.serve_flags(args.chai)
     port, metrics_port = flags["port"], flags["metrics-port"]
@@ -326,8 +315,7 @@ def main():
               "tests"):
         check(f".dockerignore keeps {p} in the context", not ignored(p))
 
-    print("FAILED: " + ", ".join(failures) if failures else "OK")
-    return 1 if failures else 0
+    return checks.report()
 
 
 if __name__ == "__main__":

@@ -31,19 +31,12 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib  # noqa: E402
 import chai_flags  # noqa: E402
 
-SKIP = 77
 K8S_VERSIONS = ["1.30.0"]  # plus the newest the package bundles, added in main()
 MARGIN_S = 5  # engine shutdown and exit after the drain
 
-
-def skip_or_fail(why):
-    if os.environ.get("CI") == "true":
-        print(f"FAIL: {why} (CI=true: deploy/setup.sh must have installed it)")
-        sys.exit(1)
-    print(f"SKIP: {why}")
-    sys.exit(SKIP)
 
 
 def mem_bytes(q):
@@ -70,20 +63,16 @@ def main():
         import kubernetes_validate
         import yaml
     except ImportError as e:
-        skip_or_fail(f"{e.name} not found: deploy/setup.sh installs the pinned Python tools "
+        testlib.skip_or_fail(f"{e.name} not found: deploy/setup.sh installs the pinned Python tools "
                      f"(deploy/requirements-tools.txt) into {args.pytools}")
     promtool = shutil.which("promtool")
     if not promtool:
-        skip_or_fail("promtool not found (Debian package prometheus)")
+        testlib.skip_or_fail("promtool not found (Debian package prometheus)")
     src = args.source_dir
     versions = K8S_VERSIONS + [kubernetes_validate.latest_version()]
 
-    failures = []
-
-    def check(name, cond, detail=""):
-        print(("PASS " if cond else "FAIL ") + name + ("" if cond else f": {detail}"))
-        if not cond:
-            failures.append(name)
+    checks = testlib.Checks()
+    check, failures = checks.check, checks.failures
 
     files = sorted(glob.glob(os.path.join(src, "deploy/k8s/**/*.yaml"), recursive=True))
     docs = []
@@ -261,8 +250,7 @@ def main():
         r = subprocess.run([promtool, "check", "config", path], capture_output=True, text=True)
         check("scrape job passes promtool check config", r.returncode == 0, r.stdout + r.stderr)
 
-    print("FAILED: " + ", ".join(failures) if failures else "OK")
-    return 1 if failures else 0
+    return checks.report()
 
 
 if __name__ == "__main__":

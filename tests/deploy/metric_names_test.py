@@ -27,9 +27,9 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib  # noqa: E402
 import promql  # noqa: E402
 
-SKIP = 77
 # Labels Prometheus attaches to every target, or histogram buckets carry.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "le"}
 # Series Prometheus makes itself for each target.
@@ -37,13 +37,6 @@ PROMETHEUS_MADE = {"up"}
 GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "1m", "$job": "chai-serve",
                 "$instance": ".*", "${datasource}": "prometheus"}
 
-
-def skip_or_fail(why):
-    if os.environ.get("CI") == "true":
-        print(f"FAIL: {why} (CI=true: deploy/setup.sh must have installed it)")
-        sys.exit(1)
-    print(f"SKIP: {why}")
-    sys.exit(SKIP)
 
 
 def scrape_chai(chai, model):
@@ -117,22 +110,18 @@ def main():
     try:
         import yaml
     except ImportError:
-        skip_or_fail(f"PyYAML not found (deploy/setup.sh installs it into {args.pytools})")
+        testlib.skip_or_fail(f"PyYAML not found (deploy/setup.sh installs it into {args.pytools})")
     promtool = shutil.which("promtool")
     if not promtool:
-        skip_or_fail("promtool not found (Debian package prometheus)")
+        testlib.skip_or_fail("promtool not found (Debian package prometheus)")
     src = args.source_dir
     model = os.path.join(src, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
     if not os.path.exists(model):
         print(f"FAIL: default model missing at {model}: run deploy/setup.sh")
         return 1
 
-    failures = []
-
-    def check(name, cond, detail=""):
-        print(("PASS " if cond else "FAIL ") + name + ("" if cond else f": {detail}"))
-        if not cond:
-            failures.append(name)
+    checks = testlib.Checks()
+    check, failures = checks.check, checks.failures
 
     # The extractor itself, on known answers (it must not pass by finding
     # nothing).
@@ -242,8 +231,7 @@ def main():
               served.get(want) == {"chai_num_requests_waiting"}
               and types.get("chai_num_requests_waiting") == "gauge", served.get(want))
 
-    print("FAILED: " + ", ".join(failures) if failures else "OK")
-    return 1 if failures else 0
+    return checks.report()
 
 
 if __name__ == "__main__":

@@ -31,16 +31,11 @@ import tempfile
 import time
 import urllib.request
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib  # noqa: E402
+
 BENCH_COMMON = ["--prompt-tokens", "8", "--max-tokens", "16", "--timeout", "60", "--json"]
 
-
-def skip_or_fail(why):
-    if os.environ.get("CI") == "true":
-        print(f"FAIL: {why} (CI=true: deploy/setup.sh must have installed it)")
-        sys.exit(1)
-    print(f"SKIP: {why}")
-    sys.exit(SKIP)
 
 
 def free_port():
@@ -189,7 +184,7 @@ def main():
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
                                       else None)
     if nginx is None:
-        skip_or_fail("nginx is not installed (Debian package nginx)")
+        testlib.skip_or_fail("nginx is not installed (Debian package nginx)")
     version = subprocess.run([nginx, "-V"], capture_output=True, text=True).stderr
     if "--with-http_v2_module" not in version or "--without-http_grpc_module" in version:
         print(f"FAIL: {nginx} lacks HTTP/2 or the grpc module:\n{version}")
@@ -199,12 +194,8 @@ def main():
         print(f"FAIL: default model missing at {model}: run deploy/setup.sh")
         return 1
 
-    failures = []
-
-    def check(name, cond, detail=""):
-        print(("PASS " if cond else "FAIL ") + name + ("" if cond else f": {detail}"))
-        if not cond:
-            failures.append(name)
+    checks = testlib.Checks()
+    check, failures = checks.check, checks.failures
 
     work = tempfile.mkdtemp(prefix="chai_nginx_")
     os.chmod(work, 0o777)  # nginx runs as nobody when the test runs as root
@@ -307,8 +298,7 @@ def main():
             print(f"nginx/error.log:\n{open(os.path.join(work, 'error.log')).read()[-3000:]}"
                   if os.path.exists(os.path.join(work, "error.log")) else "")
         shutil.rmtree(work, ignore_errors=True)
-    print("FAILED: " + ", ".join(failures) if failures else "OK")
-    return 1 if failures else 0
+    return checks.report()
 
 
 if __name__ == "__main__":
