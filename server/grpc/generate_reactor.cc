@@ -131,9 +131,12 @@ void GenerateReactor::OnWriteDone(bool ok) {
     absl::MutexLock lock(&mailbox_->mu);
     write_in_flight_ = false;
     if (!ok && !cancelled_) {
-      // The stream broke (client gone): nothing more can be delivered.
+      // The stream broke: nothing more can be delivered. When the deadline
+      // passed, gRPC may fail the write before it calls OnCancel, so the
+      // log must still say it was the deadline.
       cancelled_ = true;
-      cancel_status_ = absl::CancelledError("the stream to the client broke");
+      cancel_status_ = DeadlinePassed() ? absl::DeadlineExceededError("the call's deadline passed")
+                                        : absl::CancelledError("the stream to the client broke");
       cancel_engine = submitted_ && !final_received_;
     }
     MaybeWriteLocked();
@@ -148,17 +151,21 @@ void GenerateReactor::OnCancel() {
     if (!cancelled_) {
       cancelled_ = true;
       // gRPC cancels the call itself when its deadline passes; say which it
-      // was in the log. Its timer may fire a hair before our reading of the
-      // deadline (it counts from the wire's relative timeout), hence slack.
-      cancel_status_ = absl::Now() + absl::Milliseconds(20) >= deadline_
-                           ? absl::DeadlineExceededError("the call's deadline passed")
-                           : absl::CancelledError("the call was cancelled");
+      // was in the log.
+      cancel_status_ = DeadlinePassed() ? absl::DeadlineExceededError("the call's deadline passed")
+                                        : absl::CancelledError("the call was cancelled");
       cancel_engine = submitted_ && !final_received_;
     }
     MaybeWriteLocked();
   }
   // Outside the lock: Cancel may take the engine's own locks.
   if (cancel_engine) service_->state().engine->Cancel(request_id_);
+}
+
+bool GenerateReactor::DeadlinePassed() const {
+  // gRPC's timer may fire a hair before our reading of the deadline (it
+  // counts from the wire's relative timeout), hence slack.
+  return absl::Now() + absl::Milliseconds(20) >= deadline_;
 }
 
 void GenerateReactor::FinishLocked(const absl::Status& status) {

@@ -59,6 +59,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   void DeliverLocked(engine::GenerationUpdate update);
   void MaybeWriteLocked();
   void FinishLocked(const absl::Status& status);
+  // Whether the call's deadline has passed (with slack for gRPC's timer).
+  bool DeadlinePassed() const;
   // Failure before the engine saw the request: counted here, not by it.
   void RejectLocked(const absl::Status& status);
 
