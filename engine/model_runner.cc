@@ -199,7 +199,16 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache, std::
       if (absl::Status s = ClusterSequences(l, *pending, cache); !s.ok()) return s;
     }
     be.StoreKv(F(k_), F(v_), place, cache.layer(l));
-    be.Attention(F(q_), n_heads, place, cache.layer(l), F(attn_));
+    if (time_attention_) {
+      be.Synchronize();
+      const auto start = std::chrono::steady_clock::now();
+      be.Attention(F(q_), n_heads, place, cache.layer(l), F(attn_));
+      be.Synchronize();
+      stats_.attention_s +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    } else {
+      be.Attention(F(q_), n_heads, place, cache.layer(l), F(attn_));
+    }
     be.MatMul(w.wo.view, F(attn_), n, h);
     be.Add(x, h, static_cast<int64_t>(n) * dim);
     be.RmsNorm(x, F(w.ffn_norm), n, dim, eps, h);

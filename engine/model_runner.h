@@ -33,10 +33,14 @@ struct BatchInput {
   std::span<const int32_t> logit_rows;
 };
 
-// What one Forward call spent on CHAI's online clustering.
+// What one Forward call spent on CHAI's online clustering, and (only with
+// SetTimeAttention(true)) on attention.
 struct ForwardStats {
   double clustering_s = 0;          // wall time of all clustering in the call
   int32_t sequences_clustered = 0;  // CHAI sequences clustered in the call
+  // Wall time of the Attention calls of every layer, the backend synchronized
+  // before and after each; 0 unless SetTimeAttention(true).
+  double attention_s = 0;
 };
 
 // Lets a second Forward over the same batch skip the layers it would compute
@@ -85,6 +89,10 @@ class ModelRunner {
   // Calibration hook; pass nullptr to remove. Costs a host copy per layer.
   void SetQkTap(QkTap tap) { tap_ = std::move(tap); }
   const ForwardStats& last_forward_stats() const { return stats_; }
+  // Benchmarks: time the attention calls (ForwardStats::attention_s). The
+  // extra synchronizations stall an asynchronous backend, so serving leaves
+  // it off.
+  void SetTimeAttention(bool on) { time_attention_ = on; }
 
   const LlamaConfig& config() const { return weights_->config; }
   int32_t max_batch_tokens() const { return max_batch_tokens_; }
@@ -127,6 +135,7 @@ class ModelRunner {
   std::unique_ptr<kernels::Buffer> tokens_, slots_, positions_, rows_;
   QkTap tap_;
   ForwardStats stats_;
+  bool time_attention_ = false;
 };
 
 }  // namespace chai::engine

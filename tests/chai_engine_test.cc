@@ -194,6 +194,30 @@ TEST_F(ChaiEngineTest, ClusteringShrinksKAndChangesOnlyChaiLayers) {
   EXPECT_EQ(cache->k_bytes_per_token(0), KvCache::KBytesPerToken(config(), plan.k_heads));
 }
 
+// Benchmarks time attention through the runner; timing must not change a
+// bit of the result, and costs nothing when off.
+TEST_F(ChaiEngineTest, AttentionTimingIsOptInAndChangesNoLogits) {
+  const ChaiPlan plan = HardPlan(config());
+  const std::vector<int32_t> ids = Encode(kPrompts[0]);
+  std::vector<int32_t> slots(ids.size(), 0), pos(ids.size());
+  std::iota(pos.begin(), pos.end(), 0);
+  const int32_t last[1] = {static_cast<int32_t>(ids.size()) - 1};
+  std::vector<std::vector<float>> logits(2, std::vector<float>(vocab()));
+  double attention_s[2];
+  for (int timed = 0; timed < 2; ++timed) {
+    auto cache = NewCache(plan, 1, 64);
+    ASSERT_EQ(*cache->AddSequence(true), 0);
+    ASSERT_TRUE(cache->Reserve(0, static_cast<int64_t>(ids.size())).ok());
+    fx_->runner->SetTimeAttention(timed == 1);
+    ASSERT_TRUE(fx_->runner->Forward({ids, slots, pos, last}, *cache, logits[timed]).ok());
+    attention_s[timed] = fx_->runner->last_forward_stats().attention_s;
+  }
+  fx_->runner->SetTimeAttention(false);
+  EXPECT_EQ(attention_s[0], 0.0);
+  EXPECT_GT(attention_s[1], 0.0);
+  EXPECT_EQ(0, std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * 4));
+}
+
 TEST_F(ChaiEngineTest, MixedMapsInOneBatchAreBitIdenticalToEachAlone) {
   const ChaiPlan plan = HardPlan(config());
   std::vector<std::vector<int32_t>> prompts;

@@ -3,24 +3,29 @@
 //
 //   chai_chai_bench [--model PATH] [--threads N] [--contexts 512,2048,4096]
 //       [--chai-config FILE | --plan FIRST-LAST:CLUSTERS:KHEADS] [--decode-steps 16]
-//       [--decode-batch 1] [--baseline plain|identity] [--json]
+//       [--decode-batch 1] [--reps 2] [--baseline plain|identity] [--json]
 //
-// For each context C, plain attention and CHAI each:
-//   prefill  one C-token prompt in runner-sized chunks (clustering included),
-//            tokens/s, best of --reps
-//   decode   --decode-batch sequences at context C, --decode-steps steps,
-//            tokens/s, best of --reps
-//   K bytes  the K cache the sequences hold at the end
-// and the time the online clustering took per request. Without
-// --chai-config or --plan the plan is the default model's shipped config.
-// --baseline identity runs "off" as a CHAI cache whose every layer keeps all
-// heads: the same code path as "on" with nothing shared or saved, so the
-// ratio isolates what CHAI's sharing buys (plain and CHAI caches take
-// different attention paths, which moved the plain-baseline ratios by up to
-// 1.3x on their own: docs/PERFORMANCE.md).
+// For each context C, --reps rounds; each round runs "off" and "on" back to
+// back (the order alternates between rounds, so drift and warm-up do not
+// favour one side) and measures for each:
+//   prefill    one C-token prompt in runner-sized chunks (clustering included)
+//   decode     --decode-batch sequences at context C, --decode-steps steps
+//   attention  the Attention calls' share of both (ModelRunner's
+//              SetTimeAttention): the only part CHAI's sharing can speed up,
+//              so its ratio is the least diluted view of the saving
+//   K bytes    the K cache the sequences hold at the end
+// and the time the online clustering took per request. Tokens/s are the
+// median over rounds; each ratio is the median of the rounds' on/off ratios,
+// reported with their min and max so noise is visible. Without --chai-config
+// or --plan the plan is the default model's shipped config. --baseline
+// identity runs "off" as a CHAI cache whose every layer keeps all heads: the
+// same code path as "on" with nothing shared or saved, so the ratio isolates
+// what CHAI's sharing buys (plain and CHAI caches take different attention
+// paths).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <string>
@@ -46,60 +51,73 @@ double Since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-struct Result {
-  double prefill_s = 1e30, decode_s = 1e30, clustering_s = 1e30;
+// One round of one side.
+struct Sample {
+  double prefill_s = 0, decode_s = 0;
+  double prefill_attention_s = 0, decode_attention_s = 0;
+  double clustering_s = 0;  // per request
   int64_t k_bytes = 0, k_bytes_full = 0;
 };
 
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 class ChaiBench {
  public:
-  ChaiBench(const ModelWeights* w, kernels::Backend* be, ModelRunner* r) : w_(w), be_(be), r_(r) {}
+  ChaiBench(const ModelWeights* w, kernels::Backend* be, ModelRunner* r) : w_(w), be_(be), r_(r) {
+    r_->SetTimeAttention(true);
+  }
 
-  // One context, one plan (empty = plain).
-  Result Run(const ChaiPlan& plan, int64_t context, int32_t batch, int64_t steps, int reps) {
-    Result best;
-    for (int rep = 0; rep < reps; ++rep) {
-      KvCacheOptions o;
-      o.max_seqs = batch;
-      o.max_seq_len = context + steps;
-      o.num_blocks = batch * ((o.max_seq_len + o.block_size - 1) / o.block_size);
-      o.chai = plan;
-      std::unique_ptr<KvCache> cache = *KvCache::Create(be_, w_->config, o);
-      std::vector<float> logits(batch * w_->config.vocab_size);
-      double prefill = 0, clustering = 0;
-      for (int32_t s = 0; s < batch; ++s) {
-        (void)cache->AddSequence(plan.enabled());
-        (void)cache->Reserve(s, context + steps);
-        const std::vector<int32_t> toks = RandomTokens(context);
-        const auto t0 = Clock::now();
-        for (int64_t p = 0; p < context; p += r_->max_batch_tokens()) {
-          const int64_t c = std::min<int64_t>(r_->max_batch_tokens(), context - p);
-          std::vector<int32_t> slots(c, s), pos(c);
-          std::iota(pos.begin(), pos.end(), static_cast<int32_t>(p));
-          std::vector<int32_t> rows;
-          if (p + c == context) rows.push_back(static_cast<int32_t>(c - 1));
-          (void)r_->Forward({std::span(toks).subspan(p, c), slots, pos, rows}, *cache, logits);
-          clustering += r_->last_forward_stats().clustering_s;
-        }
-        if (s == 0) prefill = Since(t0);
-      }
-      std::vector<int32_t> slots(batch), rows(batch), pos(batch);
-      std::iota(slots.begin(), slots.end(), 0);
-      std::iota(rows.begin(), rows.end(), 0);
+  // One context, one plan (empty = plain), one round.
+  Sample Run(const ChaiPlan& plan, int64_t context, int32_t batch, int64_t steps) {
+    Sample out;
+    KvCacheOptions o;
+    o.max_seqs = batch;
+    o.max_seq_len = context + steps;
+    o.num_blocks = batch * ((o.max_seq_len + o.block_size - 1) / o.block_size);
+    o.chai = plan;
+    std::unique_ptr<KvCache> cache = *KvCache::Create(be_, w_->config, o);
+    std::vector<float> logits(batch * w_->config.vocab_size);
+    double clustering = 0;
+    for (int32_t s = 0; s < batch; ++s) {
+      (void)cache->AddSequence(plan.enabled());
+      (void)cache->Reserve(s, context + steps);
+      const std::vector<int32_t> toks = RandomTokens(context);
       const auto t0 = Clock::now();
-      for (int64_t step = 0; step < steps; ++step) {
-        const std::vector<int32_t> toks = RandomTokens(batch);
-        std::fill(pos.begin(), pos.end(), static_cast<int32_t>(context + step));
-        (void)r_->Forward({toks, slots, pos, rows}, *cache, logits);
+      double attention = 0;
+      for (int64_t p = 0; p < context; p += r_->max_batch_tokens()) {
+        const int64_t c = std::min<int64_t>(r_->max_batch_tokens(), context - p);
+        std::vector<int32_t> slots(c, s), pos(c);
+        std::iota(pos.begin(), pos.end(), static_cast<int32_t>(p));
+        std::vector<int32_t> rows;
+        if (p + c == context) rows.push_back(static_cast<int32_t>(c - 1));
+        (void)r_->Forward({std::span(toks).subspan(p, c), slots, pos, rows}, *cache, logits);
+        clustering += r_->last_forward_stats().clustering_s;
+        attention += r_->last_forward_stats().attention_s;
       }
-      const double decode = Since(t0);
-      best.prefill_s = std::min(best.prefill_s, prefill);
-      best.decode_s = std::min(best.decode_s, decode);
-      best.clustering_s = std::min(best.clustering_s, clustering / batch);
-      best.k_bytes = cache->k_bytes_in_use();
-      best.k_bytes_full = cache->k_bytes_full_in_use();
+      if (s == 0) {
+        out.prefill_s = Since(t0);
+        out.prefill_attention_s = attention;
+      }
     }
-    return best;
+    std::vector<int32_t> slots(batch), rows(batch), pos(batch);
+    std::iota(slots.begin(), slots.end(), 0);
+    std::iota(rows.begin(), rows.end(), 0);
+    const auto t0 = Clock::now();
+    for (int64_t step = 0; step < steps; ++step) {
+      const std::vector<int32_t> toks = RandomTokens(batch);
+      std::fill(pos.begin(), pos.end(), static_cast<int32_t>(context + step));
+      (void)r_->Forward({toks, slots, pos, rows}, *cache, logits);
+      out.decode_attention_s += r_->last_forward_stats().attention_s;
+    }
+    out.decode_s = Since(t0);
+    out.clustering_s = clustering / batch;
+    out.k_bytes = cache->k_bytes_in_use();
+    out.k_bytes_full = cache->k_bytes_full_in_use();
+    return out;
   }
 
  private:
@@ -216,8 +234,8 @@ int Main(int argc, char** argv) {
   auto backend = kernels::CreateCpuBackend({.threads = threads});
   auto runner = *ModelRunner::Create(model->weights.get(), backend.get(), 512);
   ChaiBench bench(model->weights.get(), backend.get(), runner.get());
-  (void)bench.Run({}, 64, 1, 2, 1);  // page in the weights
-  ChaiPlan off_plan;                 // empty: plain attention
+  (void)bench.Run({}, 64, 1, 2);  // page in the weights
+  ChaiPlan off_plan;              // empty: plain attention
   if (baseline == "identity") {
     off_plan.clusters.assign(c.n_layers, static_cast<int32_t>(c.n_heads));
     off_plan.k_heads.assign(c.n_layers, static_cast<int32_t>(c.n_kv_heads));
@@ -228,29 +246,78 @@ int Main(int argc, char** argv) {
                         {"baseline", baseline}};
   if (!json) {
     std::printf("%s, CHAI %s, decode batch %d\n", model_path.c_str(), plan_source.c_str(), batch);
-    std::printf("%8s %12s %12s %7s %12s %12s %7s %10s %8s\n", "context", "prefill off",
-                "prefill on", "ratio", "decode off", "decode on", "ratio", "K saved", "cluster");
+    std::printf("%8s %12s %12s %7s %12s %12s %7s %7s %7s %10s %8s\n", "context", "prefill off",
+                "prefill on", "ratio", "decode off", "decode on", "ratio", "p-attn", "d-attn",
+                "K saved", "cluster");
   }
   for (int64_t ctx : contexts) {
-    const Result off = bench.Run(off_plan, ctx, batch, steps, reps);
-    const Result on = bench.Run(plan, ctx, batch, steps, reps);
-    const double p_off = ctx / off.prefill_s, p_on = ctx / on.prefill_s;
-    const double d_off = batch * steps / off.decode_s, d_on = batch * steps / on.decode_s;
-    const double saved = 1.0 - static_cast<double>(on.k_bytes) / on.k_bytes_full;
-    out["contexts"][std::to_string(ctx)] = {{"prefill_tokens_per_s_off", p_off},
-                                            {"prefill_tokens_per_s_on", p_on},
-                                            {"prefill_ratio", p_on / p_off},
-                                            {"decode_tokens_per_s_off", d_off},
-                                            {"decode_tokens_per_s_on", d_on},
-                                            {"decode_ratio", d_on / d_off},
-                                            {"k_cache_bytes_off", off.k_bytes},
-                                            {"k_cache_bytes_on", on.k_bytes},
-                                            {"k_saved_ratio", saved},
-                                            {"clustering_s_per_request", on.clustering_s}};
+    std::vector<Sample> offs, ons;
+    for (int rep = 0; rep < reps; ++rep) {
+      if (rep % 2 == 0) {
+        offs.push_back(bench.Run(off_plan, ctx, batch, steps));
+        ons.push_back(bench.Run(plan, ctx, batch, steps));
+      } else {
+        ons.push_back(bench.Run(plan, ctx, batch, steps));
+        offs.push_back(bench.Run(off_plan, ctx, batch, steps));
+      }
+    }
+    // Median over rounds of a per-sample quantity, and of the rounds' on/off
+    // ratios of it (with their range).
+    using Of = std::function<double(const Sample&)>;
+    auto med = [](const std::vector<Sample>& v, const Of& f) {
+      std::vector<double> x;
+      for (const Sample& s : v) x.push_back(f(s));
+      return Median(x);
+    };
+    auto ratio = [&](const Of& speed) {
+      std::vector<double> r;
+      for (int i = 0; i < reps; ++i) r.push_back(speed(ons[i]) / speed(offs[i]));
+      return nlohmann::json{{"median", Median(r)},
+                            {"min", *std::min_element(r.begin(), r.end())},
+                            {"max", *std::max_element(r.begin(), r.end())}};
+    };
+    // Speeds as rates so that every ratio reads "on is Nx faster".
+    const double decoded = batch * static_cast<double>(steps);
+    const Of prefill = [&](const Sample& s) { return ctx / s.prefill_s; };
+    const Of decode = [&](const Sample& s) { return decoded / s.decode_s; };
+    const Of prefill_attn = [](const Sample& s) { return 1.0 / s.prefill_attention_s; };
+    const Of decode_attn = [](const Sample& s) { return 1.0 / s.decode_attention_s; };
+    const Sample& last_on = ons.back();
+    const double saved = 1.0 - static_cast<double>(last_on.k_bytes) / last_on.k_bytes_full;
+    const double clustering = med(ons, [](const Sample& s) { return s.clustering_s; });
+    nlohmann::json& o = out["contexts"][std::to_string(ctx)];
+    o = {
+        {"prefill_tokens_per_s_off", med(offs, prefill)},
+        {"prefill_tokens_per_s_on", med(ons, prefill)},
+        {"prefill_ratio", ratio(prefill)},
+        {"decode_tokens_per_s_off", med(offs, decode)},
+        {"decode_tokens_per_s_on", med(ons, decode)},
+        {"decode_ratio", ratio(decode)},
+        {"prefill_attention_s_off",
+         med(offs, [](const Sample& s) { return s.prefill_attention_s; })},
+        {"prefill_attention_s_on", med(ons, [](const Sample& s) { return s.prefill_attention_s; })},
+        {"prefill_attention_share_off",
+         med(offs, [](const Sample& s) { return s.prefill_attention_s / s.prefill_s; })},
+        {"prefill_attention_ratio", ratio(prefill_attn)},
+        {"decode_attention_s_off", med(offs, [](const Sample& s) { return s.decode_attention_s; })},
+        {"decode_attention_s_on", med(ons, [](const Sample& s) { return s.decode_attention_s; })},
+        {"decode_attention_share_off",
+         med(offs, [](const Sample& s) { return s.decode_attention_s / s.decode_s; })},
+        {"decode_attention_ratio", ratio(decode_attn)},
+        {"k_cache_bytes_off", offs.back().k_bytes},
+        {"k_cache_bytes_on", last_on.k_bytes},
+        {"k_saved_ratio", saved},
+        {"clustering_s_per_request", clustering},
+        {"rounds", reps}};
     if (!json) {
-      std::printf("%8ld %10.1f/s %10.1f/s %6.2fx %10.1f/s %10.1f/s %6.2fx %9.1f%% %6.2fms\n",
-                  static_cast<long>(ctx), p_off, p_on, p_on / p_off, d_off, d_on, d_on / d_off,
-                  100 * saved, 1e3 * on.clustering_s);
+      std::printf(
+          "%8ld %10.1f/s %10.1f/s %6.2fx %10.1f/s %10.1f/s %6.2fx %6.2fx %6.2fx %9.1f%% %6.2fms\n",
+          static_cast<long>(ctx), o["prefill_tokens_per_s_off"].get<double>(),
+          o["prefill_tokens_per_s_on"].get<double>(), o["prefill_ratio"]["median"].get<double>(),
+          o["decode_tokens_per_s_off"].get<double>(), o["decode_tokens_per_s_on"].get<double>(),
+          o["decode_ratio"]["median"].get<double>(),
+          o["prefill_attention_ratio"]["median"].get<double>(),
+          o["decode_attention_ratio"]["median"].get<double>(), 100 * saved, 1e3 * clustering);
     }
   }
   if (json) std::printf("%s\n", out.dump(1).c_str());

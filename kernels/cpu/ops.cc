@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
+#include "kernels/cpu/attention_kernels.h"
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/matmul_kernels.h"
 
@@ -28,30 +29,16 @@ inline float Dot(const float* a, const float* b, int32_t n) {
   return (((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))) + tail;
 }
 
-// Scores and softmax numerators of representative query heads that read
-// the same K slot of one sequence, over positions [0, len).
-struct ScoreArgs {
-  const float* q;        // token's queries [n_q_heads, head_dim]
-  const int32_t* heads;  // the representatives [n_heads]
-  int32_t n_heads;       // 1..kMaxGroup
-  const float* k;        // K pool [pages, block_size, head_dim]
-  const int32_t* pages;  // this sequence's page of this slot for block b: pages[b * page_stride]
-  int32_t page_stride;
-  int32_t len, block_size, head_dim;
-  float scale;
-  float* probs;    // out: [n_q_heads, len] rows of the representatives (exp(s - max))
-  float* inv_sum;  // out: [n_q_heads] 1 / sum of the row
-};
-
-constexpr int32_t kMaxGroup = 64;
+using internal::kMaxGroup;
+using internal::MixArgs;
+using internal::ScoreArgs;
 
 // Walks the sequence's K pages a block at a time (no division per
 // position); each page is block_size contiguous rows, read once for all
 // heads in the call. Each head's arithmetic is the same sequence of
 // operations whatever n_heads is, and contraction is off for this library,
-// so any grouping, and the AVX2 and generic instantiations, are
-// bit-identical.
-__attribute__((always_inline)) inline void ScoreImpl(const ScoreArgs& a) {
+// so any grouping gives the same bits.
+void ScoreImpl(const ScoreArgs& a) {
   float max_s[kMaxGroup];
   for (int32_t j = 0; j < a.n_heads; ++j) max_s[j] = -std::numeric_limits<float>::infinity();
   for (int32_t start = 0; start < a.len; start += a.block_size) {
@@ -67,33 +54,11 @@ __attribute__((always_inline)) inline void ScoreImpl(const ScoreArgs& a) {
       }
     }
   }
-  for (int32_t j = 0; j < a.n_heads; ++j) {
-    const int32_t h = a.heads[j];
-    float* pj = a.probs + int64_t{h} * a.len;
-    float sum = 0.0f;
-    for (int32_t p = 0; p < a.len; ++p) {
-      pj[p] = std::exp(pj[p] - max_s[j]);
-      sum += pj[p];
-    }
-    a.inv_sum[h] = 1.0f / sum;
-  }
+  internal::ExpNormalize(a, max_s);
 }
 
-// out_h = (P_{score_head[h]} V_{kv head}) * inv_sum for query heads sharing
-// one KV head: each V row is read once for all of them.
-struct MixArgs {
-  const int32_t* heads;       // query heads [n_heads], all reading KV head `kv_head`
-  const int32_t* score_head;  // the sequence's map [n_q_heads]
-  int32_t n_heads;
-  const float* v;        // V pool [blocks, block_size, n_kv_heads, head_dim]
-  const int32_t* table;  // the sequence's block table
-  int32_t len, block_size, n_kv_heads, kv_head, head_dim;
-  const float* probs;    // [n_q_heads, len]
-  const float* inv_sum;  // [n_q_heads]
-  float* out;            // token's output [n_q_heads, head_dim]
-};
-
-__attribute__((always_inline)) inline void MixImpl(const MixArgs& a) {
+// Each V row is read once for all the query heads sharing its KV head.
+void MixImpl(const MixArgs& a) {
   const int64_t row_stride = int64_t{a.n_kv_heads} * a.head_dim;
   for (int32_t j = 0; j < a.n_heads; ++j) {
     float* o = a.out + int64_t{a.heads[j]} * a.head_dim;
@@ -113,18 +78,8 @@ __attribute__((always_inline)) inline void MixImpl(const MixArgs& a) {
       }
     }
   }
-  for (int32_t j = 0; j < a.n_heads; ++j) {
-    const int32_t h = a.heads[j];
-    const float inv = a.inv_sum[a.score_head[h]];
-    float* o = a.out + int64_t{h} * a.head_dim;
-    for (int32_t d = 0; d < a.head_dim; ++d) o[d] *= inv;
-  }
+  internal::ScaleByInvSum(a);
 }
-
-__attribute__((target("avx2"))) void ScoreAvx2(const ScoreArgs& a) { ScoreImpl(a); }
-void ScoreGeneric(const ScoreArgs& a) { ScoreImpl(a); }
-__attribute__((target("avx2"))) void MixAvx2(const MixArgs& a) { MixImpl(a); }
-void MixGeneric(const MixArgs& a) { MixImpl(a); }
 
 }  // namespace
 
@@ -209,8 +164,37 @@ void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, Kv
   }
 }
 
+namespace internal {
+
+void ExpNormalize(const ScoreArgs& a, const float* max_s) {
+  for (int32_t j = 0; j < a.n_heads; ++j) {
+    const int32_t h = a.heads[j];
+    float* pj = a.probs + int64_t{h} * a.len;
+    float sum = 0.0f;
+    for (int32_t p = 0; p < a.len; ++p) {
+      pj[p] = std::exp(pj[p] - max_s[j]);
+      sum += pj[p];
+    }
+    a.inv_sum[h] = 1.0f / sum;
+  }
+}
+
+void ScaleByInvSum(const MixArgs& a) {
+  for (int32_t j = 0; j < a.n_heads; ++j) {
+    const int32_t h = a.heads[j];
+    const float inv = a.inv_sum[a.score_head[h]];
+    float* o = a.out + int64_t{h} * a.head_dim;
+    for (int32_t d = 0; d < a.head_dim; ++d) o[d] *= inv;
+  }
+}
+
+void ScoreGeneric(const ScoreArgs& a) { ScoreImpl(a); }
+void MixGeneric(const MixArgs& a) { MixImpl(a); }
+
+}  // namespace internal
+
 void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
-                    const KvLayer& kv, float* out, ThreadPool* pool) {
+                    const KvLayer& kv, float* out, ThreadPool* pool, bool allow_avx2) {
   if (kv.n_kv_heads <= 0 || n_q_heads != kv.n_q_heads || n_q_heads % kv.n_kv_heads != 0 ||
       n_q_heads / kv.n_kv_heads > kMaxGroup) {
     std::abort();  // Programmer error: see REQUIRES in ops.h.
@@ -219,7 +203,7 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
   const int32_t n_kv = kv.n_kv_heads;
   const int32_t group = n_q_heads / n_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const bool avx2 = internal::CpuHasAvx2Fma();
+  const bool avx2 = allow_avx2 && internal::CpuHasAvx2Fma() && internal::Avx2AttentionSupports(hd);
   const int32_t n_tokens = place.n_tokens;
   // Phase 1 scores representatives, phase 2 mixes values for every head;
   // members read their representative's row of `probs`, so they use its
@@ -273,9 +257,9 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
                            probs + off[t],
                            inv + int64_t{t} * n_q_heads};
       if (avx2) {
-        ScoreAvx2(args);
+        internal::ScoreAvx2(args);
       } else {
-        ScoreGeneric(args);
+        internal::ScoreGeneric(args);
       }
     }
   });
@@ -305,9 +289,9 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
                          inv + int64_t{t} * n_q_heads,
                          out + int64_t{t} * n_q_heads * hd};
       if (avx2) {
-        MixAvx2(args);
+        internal::MixAvx2(args);
       } else {
-        MixGeneric(args);
+        internal::MixGeneric(args);
       }
     }
   });

@@ -39,8 +39,10 @@ void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, Kv
 // q, out: [n_tokens, n_q_heads, head_dim], through the head maps of kv
 // (Backend::Attention). REQUIRES: n_q_heads == kv.n_q_heads, a multiple of
 // kv.n_kv_heads, at most 64 query heads per KV head; valid maps.
+// allow_avx2 = false forces the portable kernels (tests: the AVX2 ones must
+// give the same bits).
 void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
-                    const KvLayer& kv, float* out, ThreadPool* pool);
+                    const KvLayer& kv, float* out, ThreadPool* pool, bool allow_avx2 = true);
 
 }  // namespace chai::kernels::cpu
 

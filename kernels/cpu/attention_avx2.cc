@@ -1,0 +1,147 @@
+// AVX2 Score and Mix kernels of paged attention (attention_kernels.h states
+// the per-element operation order they share with the portable kernels).
+//
+// Score takes four positions of a K page at a time, each with its own
+// 8-lane partial, so four dot products' add chains overlap instead of one
+// (the portable loop waits ~3 cycles per 8 elements on its single chain).
+// Mix keeps up to 64 output elements of a head in eight registers while it
+// walks the positions; the portable loop adds into memory, so every position
+// waits on a store-to-load round trip through the output row. It visits the
+// positions in spans of ~64 (the head's outputs reloaded per span) so that a
+// span's V rows stay in L1 for every head of the group.
+#include <algorithm>
+#include <limits>
+
+#include "kernels/cpu/attention_kernels.h"
+#include "kernels/cpu/matmul_avx2_common.h"
+
+namespace chai::kernels::cpu::internal {
+namespace {
+
+// The portable Dot's tail: no elements left, so tail = 0.0f is added.
+CHAI_AVX2_INLINE float Finish(__m256 acc, float scale) { return (Hsum(acc) + 0.0f) * scale; }
+
+// acc[c] += w * v[8c..8c+7] for c < NC: one position of a head's output span.
+template <int NC>
+CHAI_AVX2_INLINE void Axpy(__m256 w, const float* v, __m256* acc) {
+#pragma GCC unroll 8
+  for (int c = 0; c < NC; ++c)
+    acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(w, _mm256_loadu_ps(v + 8 * c)));
+}
+
+// out[d0 .. d0 + 8 NC) of every head of the call, over positions [0, len).
+template <int NC>
+CHAI_AVX2 void MixSpan(const MixArgs& a, int32_t d0) {
+  const int64_t row_stride = int64_t{a.n_kv_heads} * a.head_dim;
+  const int32_t bs = a.block_size;
+  const int32_t span = bs * std::max(1, 64 / bs);
+  for (int32_t start = 0; start < a.len; start += span) {
+    const int32_t end = std::min(a.len, start + span);
+    for (int32_t j = 0; j < a.n_heads; ++j) {
+      const int32_t h = a.heads[j];
+      const float* w = a.probs + int64_t{a.score_head[h]} * a.len;
+      float* o = a.out + int64_t{h} * a.head_dim + d0;
+      __m256 acc[NC];
+#pragma GCC unroll 8
+      for (int c = 0; c < NC; ++c) acc[c] = _mm256_loadu_ps(o + 8 * c);
+      for (int32_t page = start; page < end; page += bs) {
+        const int32_t n = std::min(bs, end - page);
+        const float* vp =
+            a.v + (int64_t{a.table[page / bs]} * bs * a.n_kv_heads + a.kv_head) * a.head_dim + d0;
+        for (int32_t i = 0; i < n; ++i, vp += row_stride) {
+          Axpy<NC>(_mm256_broadcast_ss(w + page + i), vp, acc);
+        }
+      }
+#pragma GCC unroll 8
+      for (int c = 0; c < NC; ++c) _mm256_storeu_ps(o + 8 * c, acc[c]);
+    }
+  }
+}
+
+}  // namespace
+
+bool Avx2AttentionSupports(int32_t head_dim) { return head_dim > 0 && head_dim % 8 == 0; }
+
+CHAI_AVX2 void ScoreAvx2(const ScoreArgs& a) {
+  const int32_t hd = a.head_dim;
+  float max_s[kMaxGroup];
+  for (int32_t j = 0; j < a.n_heads; ++j) max_s[j] = -std::numeric_limits<float>::infinity();
+  for (int32_t start = 0; start < a.len; start += a.block_size) {
+    const int32_t n = std::min(a.block_size, a.len - start);
+    const float* kp =
+        a.k + int64_t{a.pages[(start / a.block_size) * a.page_stride]} * a.block_size * hd;
+    for (int32_t j = 0; j < a.n_heads; ++j) {
+      const int32_t h = a.heads[j];
+      const float* qh = a.q + int64_t{h} * hd;
+      float* row = a.probs + int64_t{h} * a.len + start;
+      float m = max_s[j];
+      int32_t i = 0;
+      for (; i + 4 <= n; i += 4) {
+        const float* k0 = kp + int64_t{i} * hd;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        for (int32_t d = 0; d < hd; d += 8) {
+          const __m256 qv = _mm256_loadu_ps(qh + d);
+          acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(qv, _mm256_loadu_ps(k0 + d)));
+          acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(qv, _mm256_loadu_ps(k0 + hd + d)));
+          acc2 = _mm256_add_ps(acc2, _mm256_mul_ps(qv, _mm256_loadu_ps(k0 + 2 * hd + d)));
+          acc3 = _mm256_add_ps(acc3, _mm256_mul_ps(qv, _mm256_loadu_ps(k0 + 3 * hd + d)));
+        }
+        const float s[4] = {Finish(acc0, a.scale), Finish(acc1, a.scale), Finish(acc2, a.scale),
+                            Finish(acc3, a.scale)};
+        for (int r = 0; r < 4; ++r) {
+          row[i + r] = s[r];
+          m = std::max(m, s[r]);
+        }
+      }
+      for (; i < n; ++i) {
+        const float* k0 = kp + int64_t{i} * hd;
+        __m256 acc = _mm256_setzero_ps();
+        for (int32_t d = 0; d < hd; d += 8) {
+          acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(qh + d), _mm256_loadu_ps(k0 + d)));
+        }
+        row[i] = Finish(acc, a.scale);
+        m = std::max(m, row[i]);
+      }
+      max_s[j] = m;
+    }
+  }
+  ExpNormalize(a, max_s);
+}
+
+CHAI_AVX2 void MixAvx2(const MixArgs& a) {
+  for (int32_t j = 0; j < a.n_heads; ++j) {
+    float* o = a.out + int64_t{a.heads[j]} * a.head_dim;
+    std::fill(o, o + a.head_dim, 0.0f);
+  }
+  for (int32_t d0 = 0; d0 < a.head_dim; d0 += 64) {
+    switch (std::min(64, a.head_dim - d0) / 8) {
+      case 8:
+        MixSpan<8>(a, d0);
+        break;
+      case 7:
+        MixSpan<7>(a, d0);
+        break;
+      case 6:
+        MixSpan<6>(a, d0);
+        break;
+      case 5:
+        MixSpan<5>(a, d0);
+        break;
+      case 4:
+        MixSpan<4>(a, d0);
+        break;
+      case 3:
+        MixSpan<3>(a, d0);
+        break;
+      case 2:
+        MixSpan<2>(a, d0);
+        break;
+      default:
+        MixSpan<1>(a, d0);
+        break;
+    }
+  }
+  ScaleByInvSum(a);
+}
+
+}  // namespace chai::kernels::cpu::internal

@@ -1,0 +1,127 @@
+// The AVX2 attention kernels against the portable ones: same bits for every
+// head size the AVX2 path takes (multiples of 8, including sizes that split
+// into several 64-element spans and a remainder), for block sizes that do
+// and do not divide its 64-position spans, for sequences long enough to
+// cross many spans, and for per-sequence CHAI maps (attention_kernels.h
+// states the operation order both follow).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/test_util.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace chai::kernels::cpu {
+namespace {
+
+struct Case {
+  int n_q, n_kv, head_dim, block_size;
+};
+
+class Avx2AttentionTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(Avx2AttentionTest, BitIdenticalToPortableKernels) {
+  if (!internal::CpuHasAvx2Fma()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  const Case c = GetParam();
+  const int group = c.n_q / c.n_kv;
+  const std::vector<int32_t> lens = {1, 7, 64, 65, 203, 331};
+  const int n_seqs = static_cast<int>(lens.size());
+  const int max_len = *std::max_element(lens.begin(), lens.end());
+  const int max_blocks = (max_len + c.block_size - 1) / c.block_size;
+  std::mt19937 rng(7 + c.head_dim + c.block_size);
+
+  // Block tables and K pages: shuffled unique ids.
+  std::vector<int32_t> tables(n_seqs * max_blocks), pages(n_seqs * max_blocks * c.n_kv);
+  std::iota(tables.begin(), tables.end(), 0);
+  std::shuffle(tables.begin(), tables.end(), rng);
+  std::iota(pages.begin(), pages.end(), 0);
+  std::shuffle(pages.begin(), pages.end(), rng);
+  const std::vector<float> k =
+      testing::RandomFloats(pages.size() * c.block_size * c.head_dim, rng, 1.5f);
+  const std::vector<float> v =
+      testing::RandomFloats(tables.size() * c.block_size * c.n_kv * c.head_dim, rng);
+
+  // Maps: sequence 0 plain; the others keep a random non-empty prefix of a
+  // shuffled KV-head list and send every head to a random representative on
+  // a kept KV head.
+  std::vector<int32_t> k_src(n_seqs * c.n_kv, -1), score_head(n_seqs * c.n_q),
+      k_slot(n_seqs * c.n_q, 0);
+  for (int s = 0; s < n_seqs; ++s) {
+    std::vector<int32_t> kv(c.n_kv);
+    std::iota(kv.begin(), kv.end(), 0);
+    int kept = c.n_kv;
+    if (s > 0) {
+      std::shuffle(kv.begin(), kv.end(), rng);
+      kept = 1 + static_cast<int>(rng() % c.n_kv);
+      std::sort(kv.begin(), kv.begin() + kept);
+    }
+    for (int j = 0; j < kept; ++j) k_src[s * c.n_kv + j] = kv[j];
+    std::vector<int32_t> reps;
+    for (int h = 0; h < c.n_q; ++h) {
+      const bool on_kept = std::find(kv.begin(), kv.begin() + kept, h / group) != kv.begin() + kept;
+      if (on_kept && (s == 0 || rng() % 2 == 0 || reps.empty())) reps.push_back(h);
+    }
+    for (int h = 0; h < c.n_q; ++h) {
+      const bool is_rep = std::find(reps.begin(), reps.end(), h) != reps.end();
+      const int32_t r = is_rep ? h : reps[rng() % reps.size()];
+      score_head[s * c.n_q + h] = r;
+      k_slot[s * c.n_q + h] =
+          static_cast<int32_t>(std::find(kv.begin(), kv.begin() + kept, r / group) - kv.begin());
+    }
+  }
+  KvLayer layer;
+  layer.k = const_cast<float*>(k.data());
+  layer.v = const_cast<float*>(v.data());
+  layer.k_pages = pages.data();
+  layer.k_src = k_src.data();
+  layer.score_head = score_head.data();
+  layer.k_slot = k_slot.data();
+  layer.n_q_heads = c.n_q;
+  layer.n_kv_heads = c.n_kv;
+  layer.head_dim = c.head_dim;
+  layer.block_size = c.block_size;
+  layer.num_blocks = static_cast<int32_t>(tables.size());
+  layer.num_k_pages = static_cast<int32_t>(pages.size());
+
+  // One flat batch: a prefill chunk of each sequence's last 5 positions and
+  // a decode token at its last position, interleaved.
+  std::vector<int32_t> seq, pos;
+  for (int s = 0; s < n_seqs; ++s) {
+    for (int p = std::max(0, lens[s] - 5); p < lens[s]; ++p) {
+      seq.push_back(s);
+      pos.push_back(p);
+    }
+  }
+  const TokenPlacement place{static_cast<int32_t>(seq.size()), seq.data(), pos.data(),
+                             tables.data(), max_blocks};
+  const std::vector<float> q = testing::RandomFloats(seq.size() * c.n_q * c.head_dim, rng, 2.0f);
+  ThreadPool pool(2);
+  std::vector<float> fast(q.size(), std::nanf("")), portable(q.size(), std::nanf(""));
+  PagedAttention(q.data(), c.n_q, place, layer, fast.data(), &pool, /*allow_avx2=*/true);
+  PagedAttention(q.data(), c.n_q, place, layer, portable.data(), &pool, /*allow_avx2=*/false);
+  for (size_t t = 0; t < seq.size(); ++t) {
+    const size_t row = t * c.n_q * c.head_dim;
+    ASSERT_EQ(0, std::memcmp(&fast[row], &portable[row], c.n_q * c.head_dim * sizeof(float)))
+        << "token " << t << " (seq " << seq[t] << ", pos " << pos[t] << ")";
+  }
+  EXPECT_TRUE(std::all_of(fast.begin(), fast.end(), [](float x) { return std::isfinite(x); }));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, Avx2AttentionTest,
+    ::testing::Values(Case{9, 3, 64, 16},   // SmolLM2: GQA 3:1, head 64, the engine's blocks
+                      Case{9, 3, 64, 5},    // blocks that do not divide 64-position spans
+                      Case{4, 4, 128, 16},  // two 64-element spans per head
+                      Case{8, 2, 200, 16},  // three spans and an 8-element remainder
+                      Case{6, 1, 8, 3},     // one 8-element span, multi-query
+                      Case{4, 2, 24, 64}));
+
+}  // namespace
+}  // namespace chai::kernels::cpu

@@ -1,0 +1,77 @@
+// Internal to the CPU attention (ops.cc PagedAttention): the two per-item
+// kernels of paged attention and their portable and AVX2 implementations.
+// Not for use outside kernels/cpu/.
+//
+// Score: for the representative query heads that read one K slot of one
+// sequence, s[p] = dot(q_h, k_p) * scale over positions [0, len), then the
+// softmax numerators exp(s - max) and 1 / their sum. Mix: for query heads
+// sharing one KV head, out_h = (sum_p probs[score_head[h]][p] * v_p) *
+// inv_sum[score_head[h]].
+//
+// Both implementations do, per output element, the same float operations in
+// the same order (the library builds with -ffp-contract=off, and the AVX2
+// kernels use separate multiplies and adds):
+//  - dot: eight lane partials acc[k] += q[8i+k] * k[8i+k] over i, then
+//    (((acc0+acc4)+(acc2+acc6))+((acc1+acc5)+(acc3+acc7))) + tail, then
+//    * scale;
+//  - mix: o[d] = 0, then o[d] += w_p * v_p[d] for p in order, then o[d] *
+//    inv;
+// so their results are bit-identical (tested). The AVX2 ones only overlap
+// independent positions (Score) and keep o in registers (Mix), which the
+// portable loop's store-to-load chain through o and its single add chain
+// per dot product prevent.
+//
+// Thread-safety: pure functions of their arguments; callers give each call
+// its own output rows.
+#ifndef CHAI_KERNELS_CPU_ATTENTION_KERNELS_H_
+#define CHAI_KERNELS_CPU_ATTENTION_KERNELS_H_
+
+#include <cstdint>
+
+namespace chai::kernels::cpu::internal {
+
+inline constexpr int32_t kMaxGroup = 64;  // query heads per KV head
+
+struct ScoreArgs {
+  const float* q;        // token's queries [n_q_heads, head_dim]
+  const int32_t* heads;  // the representatives [n_heads]
+  int32_t n_heads;       // 1..kMaxGroup
+  const float* k;        // K pool [pages, block_size, head_dim]
+  const int32_t* pages;  // this sequence's page of this slot for block b: pages[b * page_stride]
+  int32_t page_stride;
+  int32_t len, block_size, head_dim;
+  float scale;
+  float* probs;    // out: [n_q_heads, len] rows of the representatives (exp(s - max))
+  float* inv_sum;  // out: [n_q_heads] 1 / sum of the row
+};
+
+struct MixArgs {
+  const int32_t* heads;       // query heads [n_heads], all reading KV head `kv_head`
+  const int32_t* score_head;  // the sequence's map [n_q_heads]
+  int32_t n_heads;
+  const float* v;        // V pool [blocks, block_size, n_kv_heads, head_dim]
+  const int32_t* table;  // the sequence's block table
+  int32_t len, block_size, n_kv_heads, kv_head, head_dim;
+  const float* probs;    // [n_q_heads, len]
+  const float* inv_sum;  // [n_q_heads]
+  float* out;            // token's output [n_q_heads, head_dim]
+};
+
+void ScoreGeneric(const ScoreArgs& a);
+void MixGeneric(const MixArgs& a);
+
+// The parts both implementations share (portable code): Score's softmax
+// numerators and inverse sums from the rows of raw scores and each
+// representative's max (max_s[j] for a.heads[j]); Mix's final out_h *=
+// inv_sum[score_head[h]].
+void ExpNormalize(const ScoreArgs& a, const float* max_s);
+void ScaleByInvSum(const MixArgs& a);
+
+// REQUIRES: CpuHasAvx2Fma() and Avx2AttentionSupports(head_dim).
+bool Avx2AttentionSupports(int32_t head_dim);
+void ScoreAvx2(const ScoreArgs& a);
+void MixAvx2(const MixArgs& a);
+
+}  // namespace chai::kernels::cpu::internal
+
+#endif  // CHAI_KERNELS_CPU_ATTENTION_KERNELS_H_
