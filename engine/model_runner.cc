@@ -199,15 +199,16 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache, std::
       if (absl::Status s = ClusterSequences(l, *pending, cache); !s.ok()) return s;
     }
     be.StoreKv(F(k_), F(v_), place, cache.layer(l));
+    std::chrono::steady_clock::time_point attention_start;
     if (time_attention_) {
       be.Synchronize();
-      const auto start = std::chrono::steady_clock::now();
-      be.Attention(F(q_), n_heads, place, cache.layer(l), F(attn_));
+      attention_start = std::chrono::steady_clock::now();
+    }
+    be.Attention(F(q_), n_heads, place, cache.layer(l), F(attn_));
+    if (time_attention_) {
       be.Synchronize();
       stats_.attention_s +=
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    } else {
-      be.Attention(F(q_), n_heads, place, cache.layer(l), F(attn_));
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - attention_start).count();
     }
     be.MatMul(w.wo.view, F(attn_), n, h);
     be.Add(x, h, static_cast<int64_t>(n) * dim);

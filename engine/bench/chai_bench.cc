@@ -282,33 +282,33 @@ int Main(int argc, char** argv) {
     const Of decode = [&](const Sample& s) { return decoded / s.decode_s; };
     const Of prefill_attn = [](const Sample& s) { return 1.0 / s.prefill_attention_s; };
     const Of decode_attn = [](const Sample& s) { return 1.0 / s.decode_attention_s; };
+    // A field of a Sample, as a quantity med() can take.
+    auto field = [](double Sample::*m) { return Of([m](const Sample& s) { return s.*m; }); };
     const Sample& last_on = ons.back();
     const double saved = 1.0 - static_cast<double>(last_on.k_bytes) / last_on.k_bytes_full;
-    const double clustering = med(ons, [](const Sample& s) { return s.clustering_s; });
+    const double clustering = med(ons, field(&Sample::clustering_s));
     nlohmann::json& o = out["contexts"][std::to_string(ctx)];
-    o = {
-        {"prefill_tokens_per_s_off", med(offs, prefill)},
-        {"prefill_tokens_per_s_on", med(ons, prefill)},
-        {"prefill_ratio", ratio(prefill)},
-        {"decode_tokens_per_s_off", med(offs, decode)},
-        {"decode_tokens_per_s_on", med(ons, decode)},
-        {"decode_ratio", ratio(decode)},
-        {"prefill_attention_s_off",
-         med(offs, [](const Sample& s) { return s.prefill_attention_s; })},
-        {"prefill_attention_s_on", med(ons, [](const Sample& s) { return s.prefill_attention_s; })},
-        {"prefill_attention_share_off",
-         med(offs, [](const Sample& s) { return s.prefill_attention_s / s.prefill_s; })},
-        {"prefill_attention_ratio", ratio(prefill_attn)},
-        {"decode_attention_s_off", med(offs, [](const Sample& s) { return s.decode_attention_s; })},
-        {"decode_attention_s_on", med(ons, [](const Sample& s) { return s.decode_attention_s; })},
-        {"decode_attention_share_off",
-         med(offs, [](const Sample& s) { return s.decode_attention_s / s.decode_s; })},
-        {"decode_attention_ratio", ratio(decode_attn)},
-        {"k_cache_bytes_off", offs.back().k_bytes},
-        {"k_cache_bytes_on", last_on.k_bytes},
-        {"k_saved_ratio", saved},
-        {"clustering_s_per_request", clustering},
-        {"rounds", reps}};
+    o = {{"prefill_tokens_per_s_off", med(offs, prefill)},
+         {"prefill_tokens_per_s_on", med(ons, prefill)},
+         {"prefill_ratio", ratio(prefill)},
+         {"decode_tokens_per_s_off", med(offs, decode)},
+         {"decode_tokens_per_s_on", med(ons, decode)},
+         {"decode_ratio", ratio(decode)},
+         {"prefill_attention_s_off", med(offs, field(&Sample::prefill_attention_s))},
+         {"prefill_attention_s_on", med(ons, field(&Sample::prefill_attention_s))},
+         {"prefill_attention_share_off",
+          med(offs, [](const Sample& s) { return s.prefill_attention_s / s.prefill_s; })},
+         {"prefill_attention_ratio", ratio(prefill_attn)},
+         {"decode_attention_s_off", med(offs, field(&Sample::decode_attention_s))},
+         {"decode_attention_s_on", med(ons, field(&Sample::decode_attention_s))},
+         {"decode_attention_share_off",
+          med(offs, [](const Sample& s) { return s.decode_attention_s / s.decode_s; })},
+         {"decode_attention_ratio", ratio(decode_attn)},
+         {"k_cache_bytes_off", offs.back().k_bytes},
+         {"k_cache_bytes_on", last_on.k_bytes},
+         {"k_saved_ratio", saved},
+         {"clustering_s_per_request", clustering},
+         {"rounds", reps}};
     if (!json) {
       std::printf(
           "%8ld %10.1f/s %10.1f/s %6.2fx %10.1f/s %10.1f/s %6.2fx %6.2fx %6.2fx %9.1f%% %6.2fms\n",

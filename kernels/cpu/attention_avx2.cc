@@ -113,33 +113,12 @@ CHAI_AVX2 void MixAvx2(const MixArgs& a) {
     float* o = a.out + int64_t{a.heads[j]} * a.head_dim;
     std::fill(o, o + a.head_dim, 0.0f);
   }
+  // MixSpan<n> for a span of 8n output elements.
+  static constexpr void (*kSpan[])(const MixArgs&, int32_t) = {MixSpan<1>, MixSpan<2>, MixSpan<3>,
+                                                               MixSpan<4>, MixSpan<5>, MixSpan<6>,
+                                                               MixSpan<7>, MixSpan<8>};
   for (int32_t d0 = 0; d0 < a.head_dim; d0 += 64) {
-    switch (std::min(64, a.head_dim - d0) / 8) {
-      case 8:
-        MixSpan<8>(a, d0);
-        break;
-      case 7:
-        MixSpan<7>(a, d0);
-        break;
-      case 6:
-        MixSpan<6>(a, d0);
-        break;
-      case 5:
-        MixSpan<5>(a, d0);
-        break;
-      case 4:
-        MixSpan<4>(a, d0);
-        break;
-      case 3:
-        MixSpan<3>(a, d0);
-        break;
-      case 2:
-        MixSpan<2>(a, d0);
-        break;
-      default:
-        MixSpan<1>(a, d0);
-        break;
-    }
+    kSpan[std::min(64, a.head_dim - d0) / 8 - 1](a, d0);
   }
   ScaleByInvSum(a);
 }

@@ -9,7 +9,8 @@
 //    most amax/65534 per element) moves SmolLM2-135M Q4_1 logits by ~1e-3
 //    (max 6e-3), inside DESIGN.md section 3's tolerance; greedy output is
 //    unchanged. K-quants use the kFloat kernels.
-//  - ActivationMode::kFloat (default): weight blocks are dequantized on the fly into
+//  - ActivationMode::kFloat (the engine's default, CpuBackendOptions): weight blocks are
+//  dequantized on the fly into
 //    float registers (exactly the values DequantizeRow gives) and FMA'd with
 //    the float32 activations. The only error is float32 rounding (tests bound
 //    it by 1e-5 * sum|x*w|), so results match a float32 reference that
