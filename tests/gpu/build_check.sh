@@ -35,7 +35,7 @@ done
 # The module takes Abseil from its host process; anything else undefined
 # (beyond glibc/libgcc/CUDA) would fail at dlopen() there.
 undef=$(nm -D --undefined-only "$OUTDIR/libchai_cuda_backend.so" | awk '$1 == "U" {print $2}' |
-        grep -vE '@(GLIBC|CXXABI|GCC|libcublas)|^_ZN4absl' || true)
+        grep -vE '@(GLIBC|CXXABI|GCC|libcublas)|^_ZNK?4absl' || true)
 if [[ -n "$undef" ]]; then
   echo "build_check: the module leaves unexpected symbols undefined:" >&2
   echo "$undef" >&2

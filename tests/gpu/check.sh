@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The CUDA backend's check on the GPU machine (DESIGN.md section 9), or its
 # CPU dry run. Runs in stages, each writing its results under OUT as it ends:
-#   1. nvidia-smi           -> OUT/nvidia-smi.txt
-#   2. ldd of the binaries  -> OUT/ldd.txt
-#   3. gpu tests            -> OUT/gpu_tests.json (gtest JSON), OUT/gpu_tests.txt
+#   1. nvidia-smi
+#   2. ldd of the binaries
+#   3. gpu tests            -> OUT/gpu_tests.json (gtest JSON)
 #   4. compute-sanitizer memcheck on a short test filter -> OUT/memcheck.txt
-#   5. GPU benchmark        -> OUT/bench.json, OUT/bench.txt
+#   5. GPU benchmark        -> OUT/bench.json
+#   5b. PyTorch baseline    -> OUT/torch.json (GPU mode only)
 #   6. a short table        -> stdout and OUT/summary.txt
-# Everything is logged to OUT/check.txt as well.
+# Every stage's output is logged to OUT/check.txt; OUT holds at most these 6
+# files (the device tool brings back 8).
 #
 #   bash tests/gpu/check.sh [--dry-run] [--bin DIR] [--out DIR]
 #
@@ -38,6 +40,10 @@ while (($#)); do
 done
 mkdir -p "$OUTDIR"
 LOG="$OUTDIR/check.txt"
+# Each step's own output, also appended to check.txt. Kept out of OUT because
+# the device tool returns at most 8 files from it.
+STEPS_DIR="$(mktemp -d)"
+trap 'rm -rf "$STEPS_DIR"' EXIT
 : >"$LOG"
 BUDGET="${CHECK_BUDGET_S:-270}"
 SECONDS=0
@@ -101,9 +107,9 @@ done
 
 # ---- 1. nvidia-smi ----------------------------------------------------------------
 if command -v nvidia-smi >/dev/null; then
-  if run_step nvidia-smi 0 30 "$OUTDIR/nvidia-smi.txt" -- nvidia-smi; then
+  if run_step nvidia-smi 0 30 "$STEPS_DIR/nvidia-smi.txt" -- nvidia-smi; then
     timeout 15 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm,power.limit,mig.mode.current \
-      --format=csv >>"$OUTDIR/nvidia-smi.txt" 2>&1
+      --format=csv >>"$STEPS_DIR/nvidia-smi.txt" 2>&1
     record nvidia-smi PASS 0 "$(timeout 10 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
   fi
 else
@@ -128,13 +134,13 @@ fi
     echo "--- ldd $f"
     ldd "$BIN/$f" 2>&1
   done
-} >"$OUTDIR/ldd.txt"
-cat "$OUTDIR/ldd.txt" >>"$LOG"
-if grep -q 'not found' "$OUTDIR/ldd.txt"; then
+} >"$STEPS_DIR/ldd.txt"
+cat "$STEPS_DIR/ldd.txt" >>"$LOG"
+if grep -q 'not found' "$STEPS_DIR/ldd.txt"; then
   record libraries "$([[ $MODE == gpu ]] && echo FAIL || echo INFO)" 0 \
-    "unresolved: $(grep 'not found' "$OUTDIR/ldd.txt" | awk '{print $1}' | sort -u | tr '\n' ' ')"
+    "unresolved: $(grep 'not found' "$STEPS_DIR/ldd.txt" | awk '{print $1}' | sort -u | tr '\n' ' ')"
 else
-  record libraries PASS 0 "$(grep -m1 'libcublas.so.13 =>' "$OUTDIR/ldd.txt" | awk '{print $3}')"
+  record libraries PASS 0 "$(grep -m1 'libcublas.so.13 =>' "$STEPS_DIR/ldd.txt" | awk '{print $3}')"
 fi
 
 # ---- 3. gpu tests -----------------------------------------------------------------
@@ -152,10 +158,10 @@ PY
 if [[ -z "${MISSING:-}" ]]; then
   if [[ $MODE == gpu ]]; then
     # On the GPU a skip is a failure: the fixture fails instead of skipping.
-    run_step gpu-tests 0 150 "$OUTDIR/gpu_tests.txt" -- env CHAI_REQUIRE_GPU=1 \
+    run_step gpu-tests 0 150 "$STEPS_DIR/gpu_tests.txt" -- env CHAI_REQUIRE_GPU=1 \
       "$BIN/chai_cuda_test" --gtest_output="json:$TESTS_JSON"
   else
-    run_step gpu-tests 0 60 "$OUTDIR/gpu_tests.txt" -- "$BIN/chai_cuda_test" \
+    run_step gpu-tests 0 60 "$STEPS_DIR/gpu_tests.txt" -- "$BIN/chai_cuda_test" \
       --gtest_output="json:$TESTS_JSON"
   fi
   rc=$STEP_RC
@@ -171,7 +177,7 @@ if [[ -z "${MISSING:-}" ]]; then
     fi
   fi
   # The forward tests' logit differences, for the table.
-  grep -E 'positions: top-1' "$OUTDIR/gpu_tests.txt" >"$OUTDIR/forward_diffs.txt" 2>/dev/null || true
+  grep -E 'positions: top-1' "$STEPS_DIR/gpu_tests.txt" >"$STEPS_DIR/forward_diffs.txt" 2>/dev/null || true
 fi
 
 # ---- 4. compute-sanitizer memcheck -------------------------------------------------
@@ -198,17 +204,34 @@ if [[ -z "${MISSING:-}" ]]; then
     left=$((BUDGET - SECONDS))
     args=(--json "$OUTDIR/bench.json")
     ((left < 100)) && args+=(--quick)
-    if run_step bench 0 150 "$OUTDIR/bench.txt" -- "$BIN/chai_cuda_bench" "${args[@]}"; then
+    if run_step bench 0 150 "$STEPS_DIR/bench.txt" -- "$BIN/chai_cuda_bench" "${args[@]}"; then
       record bench PASS 0 "$( ((left < 100)) && echo "quick shape (budget)" || echo "LLaMA-7B shape")"
     fi
   else
-    if run_step bench 3 30 "$OUTDIR/bench.txt" -- "$BIN/chai_cuda_bench"; then
-      if grep -q "no CUDA device" "$OUTDIR/bench.txt"; then
+    if run_step bench 3 30 "$STEPS_DIR/bench.txt" -- "$BIN/chai_cuda_bench"; then
+      if grep -q "no CUDA device" "$STEPS_DIR/bench.txt"; then
         record bench PASS 0 "no CUDA device (exit 3), as expected without a GPU"
       else
         record bench FAIL 0 "exit 3 without the 'no CUDA device' message"
       fi
     fi
+  fi
+fi
+
+# ---- 5b. PyTorch baseline ----------------------------------------------------------
+# The same shape in plain PyTorch (fp16, SDPA, cuBLAS) on the same GPU in the same
+# run, so the C++ numbers come with a baseline ratio. GPU mode only.
+if [[ $MODE == gpu ]]; then
+  if python3 -c 'import torch; assert torch.cuda.is_available()' >/dev/null 2>&1; then
+    left=$((BUDGET - SECONDS))
+    targs=(--json "$OUTDIR/torch.json")
+    [[ -f "$OUTDIR/bench.json" ]] && grep -q '"layers": 8' "$OUTDIR/bench.json" && targs+=(--quick)
+    if run_step torch 0 150 "$STEPS_DIR/torch.txt" -- env PYTHONUNBUFFERED=1 python3 \
+        "$ROOT/tests/gpu/torch_baseline.py" "${targs[@]}"; then
+      record torch PASS 0 "$(head -1 "$STEPS_DIR/torch.txt" | sed 's/^device: //')"
+    fi
+  else
+    record torch SKIP 0 "python3 with CUDA PyTorch not found"
   fi
 fi
 
@@ -221,13 +244,20 @@ fi
     IFS='|' read -r n st sec note <<<"$s"
     printf '%-12s %-6s %5s  %s\n' "$n" "$st" "$sec" "$note"
   done
-  if [[ -s "$OUTDIR/forward_diffs.txt" ]]; then
+  if [[ -s "$STEPS_DIR/forward_diffs.txt" ]]; then
     echo "--- forward pass, CUDA vs CPU"
-    cat "$OUTDIR/forward_diffs.txt"
+    cat "$STEPS_DIR/forward_diffs.txt"
   fi
-  if [[ -s "$OUTDIR/bench.txt" && $MODE == gpu ]]; then
+  if [[ -s "$STEPS_DIR/bench.txt" && $MODE == gpu ]]; then
     echo "--- benchmark"
-    grep -E '^(device|d2d|weights|batch|[0-9]+ |TTFT|CHAI K|total)' "$OUTDIR/bench.txt"
+    grep -E '^(device|d2d|weights|batch|[0-9]+ |TTFT|CHAI K|total)' "$STEPS_DIR/bench.txt"
+  fi
+  if [[ -s "$STEPS_DIR/torch.txt" && $MODE == gpu ]]; then
+    echo "--- PyTorch baseline (fp16, SDPA)"
+    grep -E '^(device|d2d|weights|batch|[0-9]+ |TTFT|total)' "$STEPS_DIR/torch.txt"
+    if [[ -s "$OUTDIR/bench.json" && -s "$OUTDIR/torch.json" ]]; then
+      python3 "$ROOT/tests/gpu/compare_baseline.py" "$OUTDIR/bench.json" "$OUTDIR/torch.json" 2>&1
+    fi
   fi
   echo "OVERALL: $([[ $FAILS == 0 ]] && echo PASS || echo "FAIL ($FAILS stage(s))")"
 } | tee "$OUTDIR/summary.txt" | tee -a "$LOG"
