@@ -1,6 +1,7 @@
 #include "engine/kv_cache.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/strings/str_cat.h"
 
@@ -68,6 +69,8 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(kernels::Backend* backe
   if (absl::Status s = options.Validate(config); !s.ok()) return s;
   auto cache = std::unique_ptr<KvCache>(new KvCache());
   KvCache& c = *cache;
+  static std::atomic<uint64_t> next_id{1};
+  c.id_ = next_id.fetch_add(1, std::memory_order_relaxed);
   c.config_ = &config;
   c.backend_ = backend;
   c.options_ = options;

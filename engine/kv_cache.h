@@ -109,6 +109,10 @@ class KvCache {
   // Host copy of the block tables; unused entries are 0.
   const std::vector<int32_t>& block_tables() const { return tables_; }
   kernels::KvLayer& layer(int64_t l) { return layers_[l]; }
+  // Unique per cache made in this process (never reused, unlike an address):
+  // what a recorded op graph baked in. The backend buffers behind
+  // device_block_tables() and layer() never move during the cache's life.
+  uint64_t id() const { return id_; }
 
   // Bytes allocated for all K (V) pools.
   int64_t k_pool_bytes() const { return k_pool_bytes_; }
@@ -137,6 +141,7 @@ class KvCache {
   KvCacheOptions options_;
   int32_t n_heads_ = 0, n_kv_ = 0, head_dim_ = 0;
   int32_t max_blocks_per_seq_ = 0;
+  uint64_t id_ = 0;
   std::vector<std::unique_ptr<kernels::Buffer>> buffers_;
   std::vector<kernels::KvLayer> layers_;
   std::vector<int32_t> free_;                     // free V block ids (stack)

@@ -142,6 +142,107 @@ absl::Status ModelRunner::ValidateShare(const BatchInput& batch, const KvCache& 
   return absl::OkStatus();
 }
 
+void ModelRunner::QkvOps(const Layer& w, int32_t n) {
+  const LlamaConfig& c = weights_->config;
+  kernels::Backend& be = *backend_;
+  be.RmsNorm(F(x_), F(w.attn_norm), n, static_cast<int32_t>(c.dim), static_cast<float>(c.rms_eps),
+             F(h_));
+  be.MatMul(w.wq.view, F(h_), n, F(q_));
+  be.MatMul(w.wk.view, F(h_), n, F(k_));
+  be.MatMul(w.wv.view, F(h_), n, F(v_));
+  be.Rope(F(q_), I(positions_), n, static_cast<int32_t>(c.n_heads), rope_);
+  be.Rope(F(k_), I(positions_), n, static_cast<int32_t>(c.n_kv_heads), rope_);
+}
+
+void ModelRunner::MlpOps(const Layer& w, int32_t n) {
+  const LlamaConfig& c = weights_->config;
+  kernels::Backend& be = *backend_;
+  const int32_t dim = static_cast<int32_t>(c.dim);
+  float* x = F(x_);
+  float* h = F(h_);
+  be.MatMul(w.wo.view, F(attn_), n, h);
+  be.Add(x, h, static_cast<int64_t>(n) * dim);
+  be.RmsNorm(x, F(w.ffn_norm), n, dim, static_cast<float>(c.rms_eps), h);
+  be.MatMul(w.w_gate.view, h, n, F(gate_));
+  be.MatMul(w.w_up.view, h, n, F(up_));
+  be.SwiGlu(F(gate_), F(up_), static_cast<int64_t>(n) * c.ffn_dim, F(gate_));
+  be.MatMul(w.w_down.view, F(gate_), n, h);
+  be.Add(x, h, static_cast<int64_t>(n) * dim);
+}
+
+void ModelRunner::LogitOps(int32_t n_out) {
+  const LlamaConfig& c = weights_->config;
+  kernels::Backend& be = *backend_;
+  const int32_t dim = static_cast<int32_t>(c.dim);
+  be.GatherRows(F(x_), I(rows_), n_out, dim, F(last_));
+  be.RmsNorm(F(last_), F(output_norm_), n_out, dim, static_cast<float>(c.rms_eps), F(h_));
+  be.MatMul(output_.view, F(h_), n_out, F(logits_));
+}
+
+void ModelRunner::StepOps(int32_t n, int32_t n_out, const kernels::TokenPlacement& place,
+                          KvCache& cache) {
+  const LlamaConfig& c = weights_->config;
+  backend_->Embed(token_embd_.view, I(tokens_), n, F(x_));
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    QkvOps(layers_[l], n);
+    backend_->StoreKv(F(k_), F(v_), place, cache.layer(l));
+    backend_->Attention(F(q_), static_cast<int32_t>(c.n_heads), place, cache.layer(l), F(attn_));
+    MlpOps(layers_[l], n);
+  }
+  LogitOps(n_out);
+}
+
+absl::Status ModelRunner::EnsureLogitRows(int32_t n_out) {
+  if (logit_capacity_ >= n_out) return absl::OkStatus();
+  const LlamaConfig& c = weights_->config;
+  absl::StatusOr<std::unique_ptr<kernels::Buffer>> a =
+      backend_->Allocate(static_cast<size_t>(n_out) * c.dim * sizeof(float));
+  absl::StatusOr<std::unique_ptr<kernels::Buffer>> b =
+      backend_->Allocate(static_cast<size_t>(n_out) * c.vocab_size * sizeof(float));
+  if (!a.ok()) return a.status();
+  if (!b.ok()) return b.status();
+  // Recorded steps point at the old buffers.
+  graphs_.clear();
+  seen_.clear();
+  last_ = *std::move(a);
+  logits_ = *std::move(b);
+  logit_capacity_ = n_out;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> ModelRunner::TryReplay(int32_t n, int32_t n_out,
+                                            const kernels::TokenPlacement& place, KvCache& cache) {
+  const GraphKey key{cache.id(), n, n_out};
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    // The first sight of a shape runs uncaptured, which also grows the
+    // backend's scratch to what the shape needs (a capture cannot).
+    if (seen_.insert(key).second || uncapturable_.contains(key)) return false;
+    if (graphs_.size() >= kMaxGraphs) graphs_.clear();
+    if (absl::Status s = backend_->BeginCapture(); !s.ok()) {
+      uncapturable_.insert(key);
+      return false;
+    }
+    StepOps(n, n_out, place, cache);
+    absl::StatusOr<std::unique_ptr<kernels::OpGraph>> g = backend_->EndCapture();
+    if (!g.ok()) {
+      // A backend left broken by the attempt reports it through its ops.
+      uncapturable_.insert(key);
+      return false;
+    }
+    it = graphs_.emplace(key, *std::move(g)).first;
+  }
+  const absl::Status s = it->second->Replay();
+  if (absl::IsFailedPrecondition(s)) {
+    // The backend moved memory the recordings use: record again later.
+    graphs_.clear();
+    seen_.clear();
+    return false;
+  }
+  if (!s.ok()) return s;
+  return true;
+}
+
 absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache, std::span<float> logits,
                                   const ResidualShare* share) {
   if (absl::Status s = ValidateBatch(batch, cache, logits); !s.ok()) return s;
@@ -149,48 +250,59 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache, std::
   const LlamaConfig& c = weights_->config;
   kernels::Backend& be = *backend_;
   const int32_t n = static_cast<int32_t>(batch.tokens.size());
-  const int32_t dim = static_cast<int32_t>(c.dim);
   const int32_t n_heads = static_cast<int32_t>(c.n_heads);
-  const int32_t n_kv = static_cast<int32_t>(c.n_kv_heads);
-  const float eps = static_cast<float>(c.rms_eps);
 
   absl::StatusOr<std::vector<PendingCluster>> pending = FindPendingClusters(batch, cache);
   if (!pending.ok()) return pending.status();
   stats_ = ForwardStats{};
+  const int32_t n_out = static_cast<int32_t>(batch.logit_rows.size());
+  if (absl::Status s = EnsureLogitRows(n_out); !s.ok()) return s;
 
   // Inputs to backend memory; the cache keeps its block tables and head maps
   // there itself.
   be.CopyToDevice(tokens_->data(), batch.tokens.data(), n * sizeof(int32_t));
   be.CopyToDevice(slots_->data(), batch.slots.data(), n * sizeof(int32_t));
   be.CopyToDevice(positions_->data(), batch.positions.data(), n * sizeof(int32_t));
+  if (n_out > 0) {
+    be.CopyToDevice(rows_->data(), batch.logit_rows.data(), n_out * sizeof(int32_t));
+  }
   kernels::TokenPlacement place{n, I(slots_), I(positions_), cache.device_block_tables(),
                                 cache.max_blocks_per_seq()};
-  std::vector<float> tap_q, tap_k;
+  auto copy_logits = [&]() {
+    be.CopyToHost(logits.data(), logits_->data(),
+                  static_cast<size_t>(n_out) * c.vocab_size * sizeof(float));
+  };
 
-  float* x = F(x_);
-  float* h = F(h_);
+  // Steps without clustering, hooks or residual sharing are the same ops every
+  // time their shape recurs (decode): replay them where the backend records.
+  if (use_graphs_ && be.CanCapture() && pending->empty() && share == nullptr && !tap_ &&
+      !time_attention_ && n_out > 0 && n <= kMaxGraphTokens) {
+    absl::StatusOr<bool> replayed = TryReplay(n, n_out, place, cache);
+    if (!replayed.ok()) return replayed.status();
+    if (*replayed) {
+      stats_.replayed = true;
+      copy_logits();
+      return absl::OkStatus();
+    }
+  }
+
+  std::vector<float> tap_q, tap_k;
   const bool resume = share != nullptr && !share->resume.empty();
   const int64_t first_layer = resume ? share->layer : 0;
   if (resume) {
-    be.CopyToDevice(x, share->resume.data(), share->resume.size() * sizeof(float));
+    be.CopyToDevice(F(x_), share->resume.data(), share->resume.size() * sizeof(float));
   } else {
-    be.Embed(token_embd_.view, I(tokens_), n, x);
+    be.Embed(token_embd_.view, I(tokens_), n, F(x_));
   }
   for (int64_t l = first_layer; l < c.n_layers; ++l) {
     if (share != nullptr && share->save != nullptr && l == share->layer) {
-      share->save->resize(static_cast<size_t>(n) * dim);
-      be.CopyToHost(share->save->data(), x, share->save->size() * sizeof(float));
+      share->save->resize(static_cast<size_t>(n) * c.dim);
+      be.CopyToHost(share->save->data(), F(x_), share->save->size() * sizeof(float));
     }
-    Layer& w = layers_[l];
-    be.RmsNorm(x, F(w.attn_norm), n, dim, eps, h);
-    be.MatMul(w.wq.view, h, n, F(q_));
-    be.MatMul(w.wk.view, h, n, F(k_));
-    be.MatMul(w.wv.view, h, n, F(v_));
-    be.Rope(F(q_), I(positions_), n, n_heads, rope_);
-    be.Rope(F(k_), I(positions_), n, n_kv, rope_);
+    QkvOps(layers_[l], n);
     if (tap_) {
       tap_q.resize(static_cast<size_t>(n) * n_heads * c.head_dim);
-      tap_k.resize(static_cast<size_t>(n) * n_kv * c.head_dim);
+      tap_k.resize(static_cast<size_t>(n) * c.n_kv_heads * c.head_dim);
       be.CopyToHost(tap_q.data(), q_->data(), tap_q.size() * sizeof(float));
       be.CopyToHost(tap_k.data(), k_->data(), tap_k.size() * sizeof(float));
       tap_(l, tap_q, tap_k);
@@ -210,41 +322,16 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache, std::
       stats_.attention_s +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - attention_start).count();
     }
-    be.MatMul(w.wo.view, F(attn_), n, h);
-    be.Add(x, h, static_cast<int64_t>(n) * dim);
-    be.RmsNorm(x, F(w.ffn_norm), n, dim, eps, h);
-    be.MatMul(w.w_gate.view, h, n, F(gate_));
-    be.MatMul(w.w_up.view, h, n, F(up_));
-    be.SwiGlu(F(gate_), F(up_), static_cast<int64_t>(n) * c.ffn_dim, F(gate_));
-    be.MatMul(w.w_down.view, F(gate_), n, h);
-    be.Add(x, h, static_cast<int64_t>(n) * dim);
+    MlpOps(layers_[l], n);
   }
   for (const PendingCluster& p : *pending) cache.set_clustered(p.slot);
   stats_.sequences_clustered = static_cast<int32_t>(pending->size());
-  const int32_t n_out = static_cast<int32_t>(batch.logit_rows.size());
   if (n_out == 0) {
     be.Synchronize();
     return absl::OkStatus();
   }
-  // Logit scratch grows on demand: most steps want one row per sequence, and
-  // [max_batch_tokens, vocab] would be hundreds of MB.
-  if (logit_capacity_ < n_out) {
-    absl::StatusOr<std::unique_ptr<kernels::Buffer>> a =
-        be.Allocate(static_cast<size_t>(n_out) * dim * sizeof(float));
-    absl::StatusOr<std::unique_ptr<kernels::Buffer>> b =
-        be.Allocate(static_cast<size_t>(n_out) * c.vocab_size * sizeof(float));
-    if (!a.ok()) return a.status();
-    if (!b.ok()) return b.status();
-    last_ = *std::move(a);
-    logits_ = *std::move(b);
-    logit_capacity_ = n_out;
-  }
-  be.CopyToDevice(rows_->data(), batch.logit_rows.data(), n_out * sizeof(int32_t));
-  be.GatherRows(x, I(rows_), n_out, dim, F(last_));
-  be.RmsNorm(F(last_), F(output_norm_), n_out, dim, eps, h);
-  be.MatMul(output_.view, h, n_out, F(logits_));
-  be.CopyToHost(logits.data(), logits_->data(),
-                static_cast<size_t>(n_out) * c.vocab_size * sizeof(float));
+  LogitOps(n_out);
+  copy_logits();
   return absl::OkStatus();
 }
 

@@ -13,8 +13,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <span>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,6 +44,8 @@ struct ForwardStats {
   // Wall time of the Attention calls of every layer, the backend synchronized
   // before and after each; 0 unless SetTimeAttention(true).
   double attention_s = 0;
+  // The call replayed a recorded op graph instead of issuing its ops.
+  bool replayed = false;
 };
 
 // Lets a second Forward over the same batch skip the layers it would compute
@@ -93,6 +98,17 @@ class ModelRunner {
   // extra synchronizations stall an asynchronous backend, so serving leaves
   // it off.
   void SetTimeAttention(bool on) { time_attention_ = on; }
+  // Op graphs (on by default; used only where Backend::CanCapture()). A call
+  // without CHAI clustering, a QkTap, a ResidualShare or attention timing,
+  // with logits and at most kMaxGraphTokens tokens, is a "plain step"; the
+  // second plain step of a (cache, tokens, logit rows) shape records its ops
+  // and every later one replays them, so a decode step costs one launch
+  // instead of ~16 per layer. Replays issue the same ops on the same
+  // buffers, so the logits are bit-identical to issuing them.
+  void SetUseGraphs(bool on) { use_graphs_ = on; }
+  int64_t recorded_graphs() const { return static_cast<int64_t>(graphs_.size()); }
+  static constexpr int32_t kMaxGraphTokens = 128;
+  static constexpr size_t kMaxGraphs = 64;
 
   const LlamaConfig& config() const { return weights_->config; }
   int32_t max_batch_tokens() const { return max_batch_tokens_; }
@@ -113,6 +129,16 @@ class ModelRunner {
                                                                   const KvCache& cache) const;
   absl::Status ClusterSequences(int64_t layer, const std::vector<PendingCluster>& pending,
                                 KvCache& cache);
+  struct Layer;
+  // The ops of a step, in the one order every path issues them.
+  void QkvOps(const Layer& w, int32_t n);  // norm, Q/K/V products, RoPE
+  void MlpOps(const Layer& w, int32_t n);  // output product, residual, MLP
+  void LogitOps(int32_t n_out);            // gather rows, final norm, logits
+  void StepOps(int32_t n, int32_t n_out, const kernels::TokenPlacement& place, KvCache& cache);
+  absl::Status EnsureLogitRows(int32_t n_out);
+  // Replays (recording first if due) a plain step; false: issue it instead.
+  absl::StatusOr<bool> TryReplay(int32_t n, int32_t n_out, const kernels::TokenPlacement& place,
+                                 KvCache& cache);
 
   const ModelWeights* weights_ = nullptr;
   kernels::Backend* backend_ = nullptr;
@@ -136,6 +162,13 @@ class ModelRunner {
   QkTap tap_;
   ForwardStats stats_;
   bool time_attention_ = false;
+
+  // Recorded plain steps by (KvCache::id(), tokens, logit rows).
+  using GraphKey = std::tuple<uint64_t, int32_t, int32_t>;
+  bool use_graphs_ = true;
+  std::map<GraphKey, std::unique_ptr<kernels::OpGraph>> graphs_;
+  std::set<GraphKey> seen_;          // ran once uncaptured since the last reset
+  std::set<GraphKey> uncapturable_;  // recording failed: always issue
 };
 
 }  // namespace chai::engine

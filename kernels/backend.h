@@ -111,10 +111,34 @@ struct TokenPlacement {
   int32_t max_blocks = 0;
 };
 
+// Ops recorded by Backend::EndCapture (a CUDA graph on the CUDA backend).
+// Replay() queues the same ops, with the same shapes, on the same buffers,
+// reading whatever those buffers hold by then; it returns FAILED_PRECONDITION
+// without queuing anything once the backend has moved memory the recording
+// uses (its own scratch grew), and the caller must record again. Destroy
+// before the backend. Thread-safety: as Backend.
+class OpGraph {
+ public:
+  virtual ~OpGraph() = default;
+  virtual absl::Status Replay() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
+
+  // ---- recording (optional) ----
+  // Between BeginCapture and EndCapture, ops are recorded instead of run;
+  // memory calls (Allocate, copies, Synchronize) are not allowed and make
+  // EndCapture fail. Worth it where launching many small ops costs more than
+  // running them (decode steps on a GPU). Backends that cannot record return
+  // false / UNIMPLEMENTED. A failed capture leaves the backend usable.
+  virtual bool CanCapture() const { return false; }
+  virtual absl::Status BeginCapture() { return absl::UnimplementedError("no op recording"); }
+  virtual absl::StatusOr<std::unique_ptr<OpGraph>> EndCapture() {
+    return absl::UnimplementedError("no op recording");
+  }
 
   // ---- memory ----
   virtual absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) = 0;

@@ -23,3 +23,9 @@ chai_test(chai_engine_chai_test
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/chai_engine_test.cc
   LIBS chai_engine chai_kernels_cpu
   LABELS golden)
+
+# ModelRunner's recorded steps (op graphs) through a recording CPU backend.
+chai_test(chai_op_graph_test
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/op_graph_test.cc
+  LIBS chai_engine chai_kernels_cpu absl::strings
+  LABELS unit)

@@ -12,7 +12,9 @@
 // Tiles (TQ = 16) pay off when rows of one sequence are consecutive (a
 // prefill chunk): each K/V chunk is loaded once for all of them. A tile that
 // mixes sequences is processed one sequence at a time. Decode-like batches
-// use TQ = 1 and more splits instead.
+// use TQ = 1 and more splits instead. Batches of more than 64 rows with
+// head_dim 64 or 128 go to the tensor-core kernel (attention_mma.cu) instead,
+// which shares this file's grouping, split layout and CombineKernel.
 //
 // CHAI (kernels/backend.h, KvLayer): head h scores with the query of its
 // representative r = score_head[h] against K slot k_slot[r], and multiplies
@@ -27,6 +29,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace chai::kernels::cuda {
 namespace {
@@ -41,15 +44,6 @@ template <int TQ>
 constexpr int64_t SmemBytes(int head_dim) {
   return int64_t{sizeof(float)} *
          (TQ * head_dim + kBk * (head_dim + 1) + kBk * head_dim + TQ * kBk + 3 * TQ);
-}
-
-__device__ __forceinline__ float WarpMax(float v) {
-  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-  return v;
-}
-__device__ __forceinline__ float WarpSum(float v) {
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
 }
 
 template <int TQ>
@@ -269,9 +263,14 @@ __global__ void StoreKvKernel(const float* __restrict__ k, const float* __restri
 
 }  // namespace
 
-AttentionPlan PlanAttention(int32_t n_tokens, int32_t n_q_heads, int32_t sm_count) {
+AttentionPlan PlanAttention(int32_t n_tokens, int32_t n_q_heads, int32_t head_dim,
+                            int32_t sm_count) {
   AttentionPlan plan;
-  plan.tile_rows = n_tokens <= 64 ? 1 : kTileRows;
+  if (n_tokens <= 64) {
+    plan.tile_rows = 1;
+  } else {
+    plan.tile_rows = MmaAttentionHeadDim(head_dim) ? kMmaTileRows : kTileRows;
+  }
   const int64_t tiles = (int64_t{n_tokens} + plan.tile_rows - 1) / plan.tile_rows;
   const int64_t blocks = tiles * n_q_heads;
   // About four blocks per SM; more splits only add empty blocks and combine work.
@@ -287,8 +286,9 @@ int64_t AttentionScratchFloats(const AttentionPlan& plan, int32_t n_tokens, int3
 }
 
 cudaError_t ConfigureAttentionKernels() {
-  cudaError_t e =
-      cudaFuncSetAttribute(AttentionKernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  cudaError_t e = ConfigureMmaAttention();
+  if (e != cudaSuccess) return e;
+  e = cudaFuncSetAttribute(AttentionKernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(SmemBytes<1>(kMaxHeadDim)));
   if (e != cudaSuccess) return e;
   return cudaFuncSetAttribute(AttentionKernel<kTileRows>,
@@ -310,6 +310,13 @@ cudaError_t LaunchAttention(const float* q, const PagedKv& kv, const AttentionPl
     return cudaErrorInvalidValue;
   }
   const float scale = 1.0f / sqrtf(static_cast<float>(kv.head_dim));
+  if (plan.tile_rows == kMmaTileRows) {
+    cudaError_t e = LaunchMmaAttention(q, kv, plan.splits, scale, scratch, out, stream);
+    if (e != cudaSuccess || plan.splits == 1) return e;
+    CombineKernel<<<static_cast<unsigned>(int64_t{kv.n_tokens} * kv.n_q_heads), kThreads, 0,
+                    stream>>>(scratch, kv.n_tokens, kv.n_q_heads, plan.splits, kv.head_dim, out);
+    return cudaGetLastError();
+  }
   const unsigned tiles = static_cast<unsigned>((kv.n_tokens + plan.tile_rows - 1) / plan.tile_rows);
   if (tiles > 65535u) return cudaErrorInvalidConfiguration;
   const dim3 grid(static_cast<unsigned>(kv.n_q_heads), static_cast<unsigned>(plan.splits), tiles);

@@ -67,11 +67,18 @@ class DeviceBuffer final : public Buffer {
 
 // A device buffer that only grows (op scratch: fp16 activations, attention
 // partials). Growing frees the old one, which waits for the ops using it.
+//
+// `moves` counts reallocations across all of a backend's scratch, so a
+// recorded graph can tell that an address it holds went stale.
 class Scratch {
  public:
+  explicit Scratch(uint64_t* moves) : moves_(moves) {}
   ~Scratch() { cudaFree(data_); }
+  // True if `bytes` fit without moving.
+  bool Fits(size_t bytes) const { return bytes <= size_; }
   cudaError_t Reserve(size_t bytes) {
     if (bytes <= size_) return cudaSuccess;
+    ++*moves_;
     cudaFree(data_);
     data_ = nullptr;
     size_ = 0;
@@ -86,8 +93,32 @@ class Scratch {
   }
 
  private:
+  uint64_t* moves_;
   void* data_ = nullptr;
   size_t size_ = 0;
+};
+
+// A CUDA graph instantiated from one capture. Replays refuse to run once the
+// backend's scratch has moved since the capture (see Scratch).
+class CudaOpGraph final : public OpGraph {
+ public:
+  CudaOpGraph(cudaGraphExec_t exec, cudaStream_t stream, const uint64_t* moves, uint64_t at)
+      : exec_(exec), stream_(stream), moves_(moves), at_(at) {}
+  ~CudaOpGraph() override { cudaGraphExecDestroy(exec_); }
+  absl::Status Replay() override {
+    if (*moves_ != at_) {
+      return absl::FailedPreconditionError("cuda: graph is stale (backend scratch moved)");
+    }
+    const cudaError_t e = cudaGraphLaunch(exec_, stream_);
+    if (e != cudaSuccess) return CudaError(e, "cudaGraphLaunch");
+    return absl::OkStatus();
+  }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+  const uint64_t* moves_;
+  uint64_t at_;
 };
 
 bool IsDeviceMemory(const void* p) {
@@ -101,15 +132,30 @@ bool IsDeviceMemory(const void* p) {
 
 class CudaBackendImpl final : public CudaBackend {
  public:
-  CudaBackendImpl(int device, int sm_count, cudaStream_t stream, cublasHandle_t cublas)
-      : device_(device), sm_count_(sm_count), stream_(stream), cublas_(cublas) {}
+  CudaBackendImpl(int device, int sm_count, cudaStream_t stream, cublasHandle_t cublas,
+                  void* cublas_workspace)
+      : device_(device),
+        sm_count_(sm_count),
+        stream_(stream),
+        cublas_(cublas),
+        cublas_workspace_(cublas_workspace) {}
 
   ~CudaBackendImpl() override {
     cudaSetDevice(device_);
+    if (capturing_) {
+      cudaGraph_t g = nullptr;
+      cudaStreamEndCapture(stream_, &g);
+      if (g != nullptr) cudaGraphDestroy(g);
+    }
     cudaStreamSynchronize(stream_);
     cublasDestroy(cublas_);
+    cudaFree(cublas_workspace_);
     cudaStreamDestroy(stream_);
   }
+
+  bool CanCapture() const override { return true; }
+  absl::Status BeginCapture() override;
+  absl::StatusOr<std::unique_ptr<OpGraph>> EndCapture() override;
 
   std::string_view name() const override { return "cuda"; }
   absl::Status status() const override { return status_; }
@@ -119,6 +165,10 @@ class CudaBackendImpl final : public CudaBackend {
 
   absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) override {
     if (!Ready()) return status_;
+    if (capturing_) {
+      NoteCaptureMisuse("Allocate");
+      return capture_error_;
+    }
     void* p = nullptr;
     const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 256));
     if (e != cudaSuccess) {
@@ -130,6 +180,7 @@ class CudaBackendImpl final : public CudaBackend {
 
   void CopyToDevice(void* dst, const void* host_src, size_t bytes) override {
     if (!Ready() || bytes == 0) return;
+    if (capturing_) return NoteCaptureMisuse("CopyToDevice");
     // Pageable sources are staged before this returns, so the caller may
     // reuse them at once (CUDA's documented cudaMemcpyAsync behaviour).
     Check(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyDefault, stream_), "CopyToDevice");
@@ -137,6 +188,10 @@ class CudaBackendImpl final : public CudaBackend {
 
   void CopyToHost(void* host_dst, const void* src, size_t bytes) override {
     if (bytes == 0) return;
+    if (capturing_) {
+      NoteCaptureMisuse("CopyToHost");
+      return PoisonHost(host_dst, bytes);
+    }
     if (Ready()) {
       Check(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDefault, stream_), "CopyToHost");
       Check(cudaStreamSynchronize(stream_), "CopyToHost: stream");
@@ -145,6 +200,7 @@ class CudaBackendImpl final : public CudaBackend {
   }
 
   void Synchronize() override {
+    if (capturing_) return NoteCaptureMisuse("Synchronize");
     if (Ready()) Check(cudaStreamSynchronize(stream_), "Synchronize");
   }
 
@@ -211,6 +267,23 @@ class CudaBackendImpl final : public CudaBackend {
   void Fail(absl::Status s) {
     if (status_.ok()) status_ = std::move(s);
   }
+  // Makes `scratch` hold `bytes`. While capturing it must already: moving it
+  // would free memory that queued work and earlier graphs still use.
+  bool Reserve(Scratch& scratch, size_t bytes, const char* what) {
+    if (capturing_ && !scratch.Fits(bytes)) {
+      NoteCaptureMisuse(absl::StrCat(what, " (scratch would grow; run the batch once uncaptured)"));
+      return false;
+    }
+    Check(scratch.Reserve(bytes), what);
+    return status_.ok();
+  }
+  // A capture-time misuse fails the capture (EndCapture), not the backend.
+  void NoteCaptureMisuse(absl::string_view what) {
+    if (capture_error_.ok()) {
+      capture_error_ =
+          absl::FailedPreconditionError(absl::StrCat("cuda: ", what, " while capturing ops"));
+    }
+  }
   // All-ones bytes: NaN as float32, -1 as int32, so stale host memory is
   // never mistaken for results.
   static void PoisonHost(void* dst, size_t bytes) { std::memset(dst, 0xff, bytes); }
@@ -221,10 +294,14 @@ class CudaBackendImpl final : public CudaBackend {
   const int sm_count_;
   cudaStream_t stream_;
   cublasHandle_t cublas_;
+  void* cublas_workspace_;  // set explicitly so cuBLAS never allocates while capturing
   absl::Status status_;
-  Scratch half_x_;     // fp16 copy of MatMul's activations
-  Scratch attn_;       // Attention's split partials
-  Scratch rope_freq_;  // device copy of rope_host_
+  bool capturing_ = false;
+  absl::Status capture_error_;
+  uint64_t scratch_moves_ = 0;
+  Scratch half_x_{&scratch_moves_};     // fp16 copy of MatMul's activations
+  Scratch attn_{&scratch_moves_};       // Attention's split partials
+  Scratch rope_freq_{&scratch_moves_};  // device copy of rope_host_
   std::vector<float> rope_host_;
 };
 
@@ -301,8 +378,7 @@ void CudaBackendImpl::MatMul(const WeightView& w, const float* x, int32_t m, flo
         "cuda: MatMul: weight of type ", Name(w.dtype), " was not prepared by this backend")));
   }
   const int64_t in = int64_t{m} * w.cols;
-  Check(half_x_.Reserve(static_cast<size_t>(in) * 2), "MatMul: activation scratch");
-  if (!status_.ok()) return;
+  if (!Reserve(half_x_, static_cast<size_t>(in) * 2, "MatMul: activation scratch")) return;
   Check(LaunchF32ToF16(x, half_x_.as<uint16_t>(), in, stream_), "MatMul: to fp16");
   if (!status_.ok()) return;
   // Row-major Y[m, rows] = X[m, cols] W^T is column-major Y^T = W^T X^T with
@@ -329,9 +405,9 @@ void CudaBackendImpl::Rope(float* x, const int32_t* pos, int32_t n, int32_t head
   // when they change, which for one model is once.
   if (rope_host_.size() != half ||
       std::memcmp(rope_host_.data(), rope.inv_freq, half * sizeof(float)) != 0) {
+    if (capturing_) return NoteCaptureMisuse("Rope with new frequencies");
     rope_host_.assign(rope.inv_freq, rope.inv_freq + half);
-    Check(rope_freq_.Reserve(half * sizeof(float)), "Rope: frequencies");
-    if (!status_.ok()) return;
+    if (!Reserve(rope_freq_, half * sizeof(float), "Rope: frequencies")) return;
     Check(cudaMemcpyAsync(rope_freq_.as<float>(), rope_host_.data(), half * sizeof(float),
                           cudaMemcpyHostToDevice, stream_),
           "Rope: upload frequencies");
@@ -362,13 +438,49 @@ void CudaBackendImpl::Attention(const float* q, int32_t n_q_heads, const TokenPl
   if (!Ready() || place.n_tokens <= 0) return;
   PagedKv p;
   if (!ToPagedKv(place, kv, n_q_heads, "Attention", &p)) return;
-  const AttentionPlan plan = PlanAttention(place.n_tokens, n_q_heads, sm_count_);
+  const AttentionPlan plan = PlanAttention(place.n_tokens, n_q_heads, kv.head_dim, sm_count_);
   const int64_t floats = AttentionScratchFloats(plan, place.n_tokens, n_q_heads, kv.head_dim);
-  if (floats > 0) {
-    Check(attn_.Reserve(static_cast<size_t>(floats) * sizeof(float)), "Attention: scratch");
-    if (!status_.ok()) return;
+  if (floats > 0 &&
+      !Reserve(attn_, static_cast<size_t>(floats) * sizeof(float), "Attention: scratch")) {
+    return;
   }
   Check(LaunchAttention(q, p, plan, attn_.as<float>(), out, stream_), "Attention");
+}
+
+absl::Status CudaBackendImpl::BeginCapture() {
+  if (!Ready()) return status_;
+  if (capturing_) return absl::FailedPreconditionError("cuda: BeginCapture while capturing");
+  // ThreadLocal: another thread's CUDA calls (a second backend) are not
+  // this capture's business.
+  CHAI_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  capturing_ = true;
+  capture_error_ = absl::OkStatus();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<OpGraph>> CudaBackendImpl::EndCapture() {
+  if (!capturing_) return absl::FailedPreconditionError("cuda: EndCapture without BeginCapture");
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream_, &graph);
+  absl::Status s = status_;
+  if (s.ok()) s = capture_error_;
+  if (s.ok() && end != cudaSuccess) s = CudaError(end, "cudaStreamEndCapture");
+  cudaGraphExec_t exec = nullptr;
+  if (s.ok()) {
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    if (e != cudaSuccess) s = CudaError(e, "cudaGraphInstantiate");
+  }
+  if (graph != nullptr) cudaGraphDestroy(graph);
+  capture_error_ = absl::OkStatus();
+  if (!s.ok()) {
+    // An op that failed during capture recorded a sticky error; a failed
+    // capture (misuse, invalidated stream) should not end the backend.
+    if (status_.ok()) cudaGetLastError();
+    return s;
+  }
+  return std::unique_ptr<OpGraph>(
+      std::make_unique<CudaOpGraph>(exec, stream_, &scratch_moves_, scratch_moves_));
 }
 
 }  // namespace
@@ -383,16 +495,27 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
   CHAI_CUDA_RETURN_IF_ERROR(ConfigureAttentionKernels());
   cudaStream_t stream = nullptr;
   CHAI_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  // cuBLAS's recommended workspace for Hopper; set after SetStream, which
+  // resets it. With its own workspace cuBLAS allocates nothing per call, which
+  // graph capture requires.
+  constexpr size_t kCublasWorkspace = size_t{32} << 20;
+  void* workspace = nullptr;
+  if (const cudaError_t e = cudaMalloc(&workspace, kCublasWorkspace); e != cudaSuccess) {
+    cudaStreamDestroy(stream);
+    return CudaError(e, "cudaMalloc(cuBLAS workspace)");
+  }
   cublasHandle_t cublas = nullptr;
   cublasStatus_t s = cublasCreate(&cublas);
   if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetStream(cublas, stream);
+  if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetWorkspace(cublas, workspace, kCublasWorkspace);
   if (s != CUBLAS_STATUS_SUCCESS) {
     if (cublas != nullptr) cublasDestroy(cublas);
+    cudaFree(workspace);
     cudaStreamDestroy(stream);
     return CublasError(s, "cublasCreate");
   }
   return std::unique_ptr<CudaBackend>(
-      std::make_unique<CudaBackendImpl>(options.device, sm_count, stream, cublas));
+      std::make_unique<CudaBackendImpl>(options.device, sm_count, stream, cublas, workspace));
 }
 
 absl::Status ProbeDevice(int device, std::string* description) {

@@ -19,8 +19,16 @@
 // (the benchmark's random weights) and copies it.
 //
 // MatMul converts the float32 activations to fp16 (a kernel), multiplies with
-// cublasGemmEx (fp16 inputs, fp32 accumulation and output). Attention and
-// every other op compute in float32.
+// cublasGemmEx (fp16 inputs, fp32 accumulation and output). Attention over
+// batches of more than 64 rows with head_dim 64 or 128 runs on tensor cores
+// (fp16 Q/K/V/P, fp32 accumulation; kernels/cuda/attention_mma.cu); other
+// attention and every other op compute in float32. The KV cache is float32.
+//
+// Recording (Backend::BeginCapture/EndCapture): stream capture into a CUDA
+// graph. cuBLAS gets its own 32 MiB workspace at creation so that it never
+// allocates during a capture. Scratch that would have to grow during a
+// capture fails the capture instead (run the same shapes once uncaptured
+// first), and any later growth makes existing graphs refuse to replay.
 //
 // Errors: ops return void (kernels/backend.h), so the first failing CUDA or
 // cuBLAS call, or an op given something it cannot run (a weight not prepared

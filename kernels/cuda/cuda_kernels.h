@@ -77,15 +77,32 @@ inline bool AttentionHeadDimSupported(int32_t head_dim) {
 // Writes k, v ([n_tokens, n_kv_heads, head_dim]) into the cache.
 cudaError_t LaunchStoreKv(const float* k, const float* v, const PagedKv& kv, cudaStream_t stream);
 
+// Batch rows per block of the tensor-core prefill kernel (attention_mma.cu).
+inline constexpr int32_t kMmaTileRows = 64;
+
 // How Attention splits its work; see attention.cu.
 struct AttentionPlan {
-  int32_t tile_rows = 1;  // batch rows per block: 1 (decode-like) or 16 (prefill tiles)
-  int32_t splits = 1;     // context splits per row (flash-decoding); 1 = no combine pass
+  // Batch rows per block: 1 (decode-like, fp32), 16 (prefill tiles, fp32) or
+  // kMmaTileRows (prefill tiles on tensor cores, fp16 inputs).
+  int32_t tile_rows = 1;
+  int32_t splits = 1;  // context splits per row (flash-decoding); 1 = no combine pass
 };
 
-// Chooses tile rows and splits for a batch of n_tokens rows on a device with
-// `sm_count` multiprocessors.
-AttentionPlan PlanAttention(int32_t n_tokens, int32_t n_q_heads, int32_t sm_count);
+// Chooses the kernel, tile rows and splits for a batch of n_tokens rows on a
+// device with `sm_count` multiprocessors: one row per block up to 64 rows;
+// above that, tensor-core tiles where MmaAttentionHeadDim(head_dim), else
+// fp32 tiles of 16.
+AttentionPlan PlanAttention(int32_t n_tokens, int32_t n_q_heads, int32_t head_dim,
+                            int32_t sm_count);
+
+// Head sizes the tensor-core prefill kernel takes: 64 and 128.
+bool MmaAttentionHeadDim(int32_t head_dim);
+// Its dynamic shared memory opt-in; ConfigureAttentionKernels calls it.
+cudaError_t ConfigureMmaAttention();
+// The tensor-core prefill kernel alone (LaunchAttention adds the combine pass
+// when splits > 1). REQUIRES: MmaAttentionHeadDim(kv.head_dim).
+cudaError_t LaunchMmaAttention(const float* q, const PagedKv& kv, int32_t splits, float scale,
+                               float* scratch, float* out, cudaStream_t stream);
 
 // Floats of scratch Attention needs for `plan` (0 when splits == 1).
 int64_t AttentionScratchFloats(const AttentionPlan& plan, int32_t n_tokens, int32_t n_q_heads,

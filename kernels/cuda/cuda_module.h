@@ -25,7 +25,7 @@ extern "C" {
 
 /* Bump whenever this table, kernels/backend.h or anything a Backend passes
  * across the boundary changes layout. */
-#define CHAI_CUDA_MODULE_ABI 2
+#define CHAI_CUDA_MODULE_ABI 3
 
 #define CHAI_CUDA_OK 0
 #define CHAI_CUDA_ERROR 1     /* a CUDA/cuBLAS call failed (driver error, out of memory) */

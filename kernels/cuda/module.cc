@@ -63,6 +63,9 @@ class TrackedBackend final : public Backend {
   const CudaBackend& impl() const { return *impl_; }
 
   std::string_view name() const override { return impl_->name(); }
+  bool CanCapture() const override { return impl_->CanCapture(); }
+  absl::Status BeginCapture() override { return impl_->BeginCapture(); }
+  absl::StatusOr<std::unique_ptr<OpGraph>> EndCapture() override { return impl_->EndCapture(); }
   absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) override {
     return impl_->Allocate(bytes);
   }

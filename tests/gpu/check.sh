@@ -250,7 +250,7 @@ fi
   fi
   if [[ -s "$STEPS_DIR/bench.txt" && $MODE == gpu ]]; then
     echo "--- benchmark"
-    grep -E '^(device|d2d|weights|batch|[0-9]+ |TTFT|CHAI K|total)' "$STEPS_DIR/bench.txt"
+    grep -E '^(device|d2d|weights|batch|[0-9]+ |TTFT|breakdown|CHAI K|total)' "$STEPS_DIR/bench.txt"
   fi
   if [[ -s "$STEPS_DIR/torch.txt" && $MODE == gpu ]]; then
     echo "--- PyTorch baseline (fp16, SDPA)"

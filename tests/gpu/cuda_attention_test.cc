@@ -4,6 +4,7 @@
 // contexts long enough to split, and the identities CHAI must keep.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -111,6 +112,18 @@ uint32_t Seed() {
 // additions differs from the CPU (and the online softmax's rescaling), so
 // the outputs agree to a few float roundings per term.
 constexpr double kAttnBound = 2e-5;
+// Batches of more than 64 rows with head_dim 64 or 128 run on tensor cores
+// (kernels/cuda/attention_mma.cu): Q, K, V and P rounded to fp16. A float64
+// model of that rounding on this test's inputs (uniform q in +-1.5, k and v
+// in +-1, 300-3000 positions) gives 2.7e-4 relative error; 2e-3 leaves room
+// while a wrong kernel (O(1) errors) still fails.
+constexpr double kMmaAttnBound = 2e-3;
+
+// The bound for a batch of n rows, by the kernel kernels/cuda/cuda_kernels.h's
+// PlanAttention picks for it.
+double Bound(size_t n, int32_t head_dim) {
+  return n > 64 && (head_dim == 64 || head_dim == 128) ? kMmaAttnBound : kAttnBound;
+}
 
 class CudaAttentionTest : public CudaVsCpuTest {
  protected:
@@ -183,7 +196,10 @@ class CudaAttentionTest : public CudaVsCpuTest {
       for (int32_t p = 0; p < 250; ++p) seq.push_back(0), pos.push_back(p);
       for (int32_t p = 0; p < 650; ++p) seq.push_back(3), pos.push_back(p);
       auto [got, want] = Step(L, g, c, seq, pos, rng);
-      EXPECT_LE(RelErr(got, want), kAttnBound) << "history prefill";
+      const double err = RelErr(got, want);
+      std::printf("head_dim %d: history prefill (%zu rows) rel. error %.3g\n", d.head_dim,
+                  seq.size(), err);
+      EXPECT_LE(err, Bound(seq.size(), d.head_dim)) << "history prefill";
     }
     // Mixed: a 90-token prefill of seq 1 interleaved with decode rows of 0 and 3,
     // a chunk of seq 2, a whole short prompt of seq 4.
@@ -197,14 +213,17 @@ class CudaAttentionTest : public CudaVsCpuTest {
       for (int32_t p = 0; p < 5; ++p) seq.push_back(4), pos.push_back(p);
       ASSERT_GT(seq.size(), 64u);
       auto [got, want] = Step(L, g, c, seq, pos, rng);
-      EXPECT_LE(RelErr(got, want), kAttnBound) << "mixed batch";
+      const double err = RelErr(got, want);
+      std::printf("head_dim %d: mixed batch (%zu rows) rel. error %.3g\n", d.head_dim, seq.size(),
+                  err);
+      EXPECT_LE(err, Bound(seq.size(), d.head_dim)) << "mixed batch";
     }
     // Decode only: one row per sequence (ragged contexts 6..653), twice.
     for (int32_t step = 0; step < 2; ++step) {
       const std::vector<int32_t> seq = {3, 0, 4, 2, 1};
       const std::vector<int32_t> pos = {651 + step, 251 + step, 5 + step, 41 + step, 90 + step};
       auto [got, want] = Step(L, g, c, seq, pos, rng);
-      EXPECT_LE(RelErr(got, want), kAttnBound) << "decode step " << step;
+      EXPECT_LE(RelErr(got, want), Bound(seq.size(), d.head_dim)) << "decode step " << step;
     }
     ExpectPoolsEqual(L, g, c);
   }
@@ -235,7 +254,8 @@ TEST_F(CudaAttentionTest, LongContextDecode) {
   std::vector<int32_t> seq(3000, 0), pos(3000);
   std::iota(pos.begin(), pos.end(), 0);
   auto [g1, w1] = Step(L, g, c, seq, pos, rng);
-  EXPECT_LE(RelErr(g1, w1), kAttnBound) << "3000-token prefill";
+  std::printf("3000-token prefill rel. error %.3g\n", RelErr(g1, w1));
+  EXPECT_LE(RelErr(g1, w1), Bound(seq.size(), d.head_dim)) << "3000-token prefill";
   auto [g2, w2] = Step(L, g, c, {0}, {3000}, rng);
   EXPECT_LE(RelErr(g2, w2), kAttnBound) << "decode at 3000";
 }

@@ -5,10 +5,15 @@
 // them. Measures, in one run on one device:
 //   - device-to-device cudaMemcpy bandwidth (the yardstick for decode);
 //   - decode tokens/s at batch 1, 16, 64 with contexts 512 and 2048, CHAI off
-//     and on (layers 18-31 at 4 clusters, random but fixed per-sequence maps);
-//     batch-1 decode as a share of the copy bandwidth;
+//     and on (layers 18-31 at 4 clusters, random but fixed per-sequence maps):
+//     each step uploads its inputs, replays the step's ops from a CUDA graph
+//     (as ModelRunner does for decode) and copies the logits to the host; the
+//     same step issued op by op, and the logits copy alone, are reported
+//     beside it; batch-1 decode as a share of the copy bandwidth;
 //   - time to first token of a 2048-token prompt, CHAI off and on (fixed
-//     maps: online clustering's own cost is not in this number).
+//     maps: online clustering's own cost is not in this number);
+//   - device time by op class (matrix products, attention, the rest) of one
+//     batch-1 decode step at the longest context and of each prefill.
 // Configurations whose fp32 KV cache does not fit in device memory are
 // reported as skipped. Results go to stdout and, with --json FILE, to FILE.
 //
@@ -29,6 +34,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -274,11 +280,23 @@ class Bench {
     host_logits_.resize(static_cast<size_t>(64) * s_.vocab);
   }
 
-  // One forward step over n tokens (sequence seq[i], position pos[i]), logits
-  // for the rows in `logit_rows`, as engine/model_runner.cc does it.
-  void Step(const std::vector<int32_t>& tokens, const std::vector<int32_t>& seq,
-            const std::vector<int32_t>& pos, const std::vector<int32_t>& logit_rows,
-            const std::vector<int32_t>& tables) {
+  // Op classes of the time breakdown.
+  enum Cls { kMatMul, kAttention, kOther, kClasses };
+  static constexpr const char* kClsName[kClasses] = {"matmul", "attention", "other"};
+
+  // When `profile` is set, Ops() records an event after every op and the
+  // time between consecutive events is charged to that op's class. (The
+  // events themselves add a little time; the breakdown is for shares.)
+  struct Profile {
+    std::vector<cudaEvent_t> events;
+    std::vector<int> cls;
+    double ms[kClasses] = {0, 0, 0};
+  };
+
+  // Step inputs to the device (outside any graph, as ModelRunner does).
+  void Upload(const std::vector<int32_t>& tokens, const std::vector<int32_t>& seq,
+              const std::vector<int32_t>& pos, const std::vector<int32_t>& logit_rows,
+              const std::vector<int32_t>& tables) {
     const int n = static_cast<int>(tokens.size());
     int32_t* ip = static_cast<int32_t*>(ints_->data());
     be_->CopyToDevice(ip, tokens.data(), n * 4);
@@ -288,33 +306,75 @@ class Bench {
     if (tables_ == nullptr || tables_->size() < tables.size() * 4)
       tables_ = Alloc(tables.size() * 4);
     be_->CopyToDevice(tables_->data(), tables.data(), tables.size() * 4);
+  }
+
+  // The ops of one forward step over n tokens with n_out logit rows, in
+  // engine/model_runner.cc's order.
+  void Ops(int n, int n_out, Profile* prof = nullptr) {
+    int32_t* ip = static_cast<int32_t*>(ints_->data());
     const TokenPlacement place{n, ip + n, ip + 2 * n, static_cast<int32_t*>(tables_->data()),
                                max_blocks_};
+    auto mark = [&](Cls c) {
+      if (prof == nullptr) return;
+      cudaEvent_t e;
+      BENCH_CHECK(CudaOk(cudaEventCreate(&e), "cudaEventCreate"));
+      BENCH_CHECK(CudaOk(cudaEventRecord(e, stream_), "cudaEventRecord"));
+      prof->events.push_back(e);
+      prof->cls.push_back(c);
+    };
     float *x = F(x_), *h = F(h_);
+    mark(kOther);  // the start
     be_->Embed(embd_, ip, n, x);
+    mark(kOther);
     for (int l = 0; l < s_.layers; ++l) {
       Layer& w = layers_[l];
       be_->RmsNorm(x, w.attn_norm, n, s_.dim, 1e-5f, h);
+      mark(kOther);
       be_->MatMul(w.wq, h, n, F(q_));
       be_->MatMul(w.wk, h, n, F(k_));
       be_->MatMul(w.wv, h, n, F(v_));
+      mark(kMatMul);
       be_->Rope(F(q_), ip + 2 * n, n, s_.heads, rope_);
       be_->Rope(F(k_), ip + 2 * n, n, s_.kv_heads, rope_);
+      mark(kOther);
       be_->StoreKv(F(k_), F(v_), place, kv_[l]);
       be_->Attention(F(q_), s_.heads, place, kv_[l], F(attn_));
+      mark(kAttention);
       be_->MatMul(w.wo, F(attn_), n, h);
+      mark(kMatMul);
       be_->Add(x, h, int64_t{n} * s_.dim);
       be_->RmsNorm(x, w.ffn_norm, n, s_.dim, 1e-5f, h);
+      mark(kOther);
       be_->MatMul(w.gate, h, n, F(gate_));
       be_->MatMul(w.up, h, n, F(up_));
+      mark(kMatMul);
       be_->SwiGlu(F(gate_), F(up_), int64_t{n} * s_.ffn, F(gate_));
+      mark(kOther);
       be_->MatMul(w.down, F(gate_), n, h);
+      mark(kMatMul);
       be_->Add(x, h, int64_t{n} * s_.dim);
+      mark(kOther);
     }
-    const int n_out = static_cast<int>(logit_rows.size());
     be_->GatherRows(x, ip + 3 * n, n_out, s_.dim, F(attn_));
     be_->RmsNorm(F(attn_), out_norm_, n_out, s_.dim, 1e-5f, h);
+    mark(kOther);
     be_->MatMul(output_, h, n_out, F(logits_));
+    mark(kMatMul);
+  }
+
+  void FinishProfile(Profile* prof) {
+    be_->Synchronize();
+    for (size_t i = 1; i < prof->events.size(); ++i) {
+      float ms = 0;
+      BENCH_CHECK(CudaOk(cudaEventElapsedTime(&ms, prof->events[i - 1], prof->events[i]),
+                         "cudaEventElapsedTime"));
+      prof->ms[prof->cls[i]] += ms;
+    }
+    for (cudaEvent_t e : prof->events) cudaEventDestroy(e);
+    prof->events.clear();
+  }
+
+  void Logits(int n_out) {
     be_->CopyToHost(host_logits_.data(), logits_->data(),
                     static_cast<size_t>(n_out) * s_.vocab * 4);
     BENCH_CHECK(be_->status());
@@ -328,8 +388,15 @@ class Bench {
     return t;
   }
 
-  // Median seconds of one decode step of `batch` sequences at context `ctx`.
-  double Decode(int batch, int ctx) {
+  struct DecodeTimes {
+    double graph_s = 0;   // median step, ops replayed from a CUDA graph
+    double eager_s = 0;   // median step, ops issued one by one
+    double logits_s = 0;  // median of the logits' copy to the host alone
+  };
+
+  // Median seconds of one decode step of `batch` sequences at context `ctx`
+  // (inputs up, ops, logits down), issued and replayed.
+  DecodeTimes Decode(int batch, int ctx) {
     std::vector<int32_t> tokens(batch), seq(batch), pos(batch, ctx), rows(batch);
     for (int i = 0; i < batch; ++i) {
       tokens[i] = (i * 7919 + 13) % s_.vocab;
@@ -337,19 +404,56 @@ class Bench {
       rows[i] = i;
     }
     const std::vector<int32_t> tables = Tables(batch);
-    std::vector<double> times;
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    DecodeTimes out;
+    std::vector<double> eager, graph, copy;
     for (int it = 0; it < f_.steps + 2; ++it) {
       const double t0 = Now();
-      Step(tokens, seq, pos, rows, tables);
-      if (it >= 2) times.push_back(Now() - t0);
+      Upload(tokens, seq, pos, rows, tables);
+      Ops(batch, batch);
+      Logits(batch);
+      if (it >= 2) eager.push_back(Now() - t0);
     }
-    std::sort(times.begin(), times.end());
-    return times[times.size() / 2];
+    out.eager_s = median(eager);
+    BENCH_CHECK(be_->BeginCapture());
+    Ops(batch, batch);
+    absl::StatusOr<std::unique_ptr<OpGraph>> g = be_->EndCapture();
+    BENCH_CHECK(g.status());
+    for (int it = 0; it < f_.steps + 2; ++it) {
+      const double t0 = Now();
+      Upload(tokens, seq, pos, rows, tables);
+      BENCH_CHECK((*g)->Replay());
+      be_->Synchronize();
+      const double t1 = Now();
+      Logits(batch);
+      if (it >= 2) {
+        graph.push_back(Now() - t0);
+        copy.push_back(Now() - t1);
+      }
+    }
+    out.graph_s = median(graph);
+    out.logits_s = median(copy);
+    return out;
+  }
+
+  // Where one issued decode step's device time goes (batch, ctx as Decode).
+  Profile DecodeBreakdown(int batch, int ctx) {
+    std::vector<int32_t> tokens(batch, 1), seq(batch), pos(batch, ctx), rows(batch);
+    for (int i = 0; i < batch; ++i) seq[i] = rows[i] = i;
+    Upload(tokens, seq, pos, rows, Tables(batch));
+    Profile p;
+    Ops(batch, batch, &p);
+    FinishProfile(&p);
+    return p;
   }
 
   // Seconds from a prompt of `len` tokens (one sequence, one batch) to its
-  // first token's logits; median of 3 after a warm-up.
-  double Prefill(int len) {
+  // first token's logits; median of 3 after a warm-up. With `prof`, one more
+  // run is profiled.
+  double Prefill(int len, Profile* prof = nullptr) {
     std::vector<int32_t> tokens(len), seq(len, 0), pos(len), rows = {len - 1};
     for (int i = 0; i < len; ++i) {
       tokens[i] = (i * 104729 + 7) % s_.vocab;
@@ -359,8 +463,15 @@ class Bench {
     std::vector<double> times;
     for (int it = 0; it < 4; ++it) {
       const double t0 = Now();
-      Step(tokens, seq, pos, rows, tables);
+      Upload(tokens, seq, pos, rows, tables);
+      Ops(len, 1);
+      Logits(1);
       if (it >= 1) times.push_back(Now() - t0);
+    }
+    if (prof != nullptr) {
+      Upload(tokens, seq, pos, rows, tables);
+      Ops(len, 1, prof);
+      FinishProfile(prof);
     }
     std::sort(times.begin(), times.end());
     return times[times.size() / 2];
@@ -516,7 +627,7 @@ int Main(int argc, char** argv) {
   auto add_row = [&rows_json](const std::string& row) {
     absl::StrAppend(&rows_json, rows_json.empty() ? "" : ",\n    ", row);
   };
-  std::printf("%-8s %-6s %-5s %12s %12s %s\n", "batch", "ctx", "chai", "step_ms", "tokens/s",
+  std::printf("%-8s %-6s %-5s %12s %12s %s\n", "batch", "ctx", "chai", "graph_ms", "tokens/s",
               "note");
   // Caches are sized per context so each configuration that fits runs.
   for (int ctx : f.contexts) {
@@ -542,18 +653,22 @@ int Main(int argc, char** argv) {
           continue;
         }
         b.MakeMaps(batch, chai);
-        const double step = b.Decode(batch, ctx);
+        const Bench::DecodeTimes dt = b.Decode(batch, ctx);
+        const double step = dt.graph_s;
         const double tps = batch / step;
-        std::string note;
-        std::string share_json;
+        std::string note = absl::StrFormat("issued %.3f ms, logits copy %.3f ms", dt.eager_s * 1e3,
+                                           dt.logits_s * 1e3);
+        std::string share_json = absl::StrCat(", \"eager_step_ms\": ", dt.eager_s * 1e3,
+                                              ", \"logits_copy_ms\": ", dt.logits_s * 1e3);
         if (batch == 1) {
           // Bytes one step must read: every weight once plus the context's K/V.
           const double bytes = double(b.weight_bytes()) + double(b.KvBytesPerToken(chai)) * ctx;
           const double share = bytes / step / 1e9 / copy_gbs;
-          note = absl::StrCat("reads ", static_cast<int>(bytes / 1e6),
-                              " MB: ", static_cast<int>(bytes / step / 1e9),
-                              " GB/s = ", static_cast<int>(100 * share), "% of copy bandwidth");
-          share_json = absl::StrCat(", \"bytes_read\": ", bytes, ", \"bandwidth_share\": ", share);
+          absl::StrAppend(&note, "; reads ", static_cast<int>(bytes / 1e6),
+                          " MB: ", static_cast<int>(bytes / step / 1e9),
+                          " GB/s = ", static_cast<int>(100 * share), "% of copy bandwidth");
+          absl::StrAppend(&share_json, ", \"bytes_read\": ", bytes,
+                          ", \"bandwidth_share\": ", share);
         }
         std::printf("%-8d %-6d %-5s %12.3f %12.1f %s\n", batch, ctx, chai ? "on" : "off",
                     step * 1e3, tps, note.c_str());
@@ -564,16 +679,42 @@ int Main(int argc, char** argv) {
     }
   }
 
+  // Device time by op class: one issued batch-1 decode step at the longest
+  // context, and one prefill.
+  auto breakdown = [](const char* what, const Bench::Profile& p) {
+    double total = 0;
+    for (double ms : p.ms) total += ms;
+    std::string text = absl::StrFormat("breakdown %s: %.2f ms device time:", what, total);
+    std::string json = absl::StrFormat("\"%s\": {\"total_ms\": %.4f", what, total);
+    for (int c = 0; c < Bench::kClasses; ++c) {
+      absl::StrAppendFormat(&text, " %s %.2f ms (%.0f%%)", Bench::kClsName[c], p.ms[c],
+                            100 * p.ms[c] / total);
+      absl::StrAppendFormat(&json, ", \"%s_ms\": %.4f", Bench::kClsName[c], p.ms[c]);
+    }
+    std::printf("%s\n", text.c_str());
+    return json + "}";
+  };
+  std::string breakdown_json;
+  const int long_ctx = *std::max_element(f.contexts.begin(), f.contexts.end());
+  if (b.MakeCache(1, long_ctx + 1)) {
+    b.MakeMaps(1, false);
+    breakdown_json =
+        breakdown(absl::StrCat("decode_b1_ctx", long_ctx).c_str(), b.DecodeBreakdown(1, long_ctx));
+  }
   std::string ttft_json;
   if (b.MakeCache(1, f.prefill)) {
     for (bool chai : {false, true}) {
       b.MakeMaps(1, chai);
-      const double ttft = b.Prefill(f.prefill);
+      Bench::Profile prof;
+      const double ttft = b.Prefill(f.prefill, &prof);
       std::printf("TTFT %d tokens, CHAI %s: %.1f ms (%.0f prompt tokens/s)\n", f.prefill,
                   chai ? "on" : "off", ttft * 1e3, f.prefill / ttft);
       absl::StrAppend(&ttft_json, ttft_json.empty() ? "" : ", ", "\"", chai ? "chai" : "plain",
                       "\": {\"ms\": ", ttft * 1e3, ", \"prompt_tokens_per_s\": ", f.prefill / ttft,
                       "}");
+      absl::StrAppend(
+          &breakdown_json, breakdown_json.empty() ? "" : ", ",
+          breakdown(absl::StrCat("prefill", f.prefill, chai ? "_chai" : "").c_str(), prof));
     }
   }
   const double total_s = Now() - t_start;
@@ -593,10 +734,11 @@ int Main(int argc, char** argv) {
         "%d, \"kv_heads\": %d, \"head_dim\": %d, \"ffn\": %d, \"vocab\": %d},\n"
         "  \"weights_gb\": %.3f,\n  \"copy_gbs_read_write\": %.1f,\n"
         "  \"chai\": {\"first_layer\": %d, \"clusters\": %d, \"k_cache_fraction\": %.4f},\n"
-        "  \"decode\": [\n    %s\n  ],\n  \"ttft_%d\": {%s},\n  \"total_s\": %.1f\n}\n",
+        "  \"decode\": [\n    %s\n  ],\n  \"ttft_%d\": {%s},\n  \"breakdown\": {%s},\n"
+        "  \"total_s\": %.1f\n}\n",
         device.c_str(), sh.layers, sh.dim, sh.heads, sh.kv_heads, sh.head_dim, sh.ffn, sh.vocab,
         b.weight_bytes() / 1e9, copy_gbs, f.chai_first, f.chai_clusters, b.chai_k_fraction(),
-        rows_json.c_str(), f.prefill, ttft_json.c_str(), total_s);
+        rows_json.c_str(), f.prefill, ttft_json.c_str(), breakdown_json.c_str(), total_s);
     std::fclose(out);
     std::printf("wrote %s\n", f.json.c_str());
   }
