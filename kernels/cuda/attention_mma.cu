@@ -78,7 +78,7 @@ __device__ __forceinline__ void LoadBTrans(const __half* m, int ld, int k0, int 
 }
 
 template <int HD>
-__global__ void __launch_bounds__(kMmaThreads)
+__global__ void __launch_bounds__(kMmaThreads, 3)
     PrefillMmaKernel(const float* __restrict__ q, PagedKv kv, int32_t splits, float scale,
                      float* __restrict__ scratch, float* __restrict__ out) {
   using L = Smem<HD>;

@@ -377,6 +377,11 @@ void CudaBackendImpl::MatMul(const WeightView& w, const float* x, int32_t m, flo
     return Fail(absl::InvalidArgumentError(absl::StrCat(
         "cuda: MatMul: weight of type ", Name(w.dtype), " was not prepared by this backend")));
   }
+  if (GemvApplies(m, w.rows, w.cols, w.data, x)) {
+    return Check(LaunchGemv(static_cast<const uint16_t*>(w.data), x, m,
+                            static_cast<int32_t>(w.rows), static_cast<int32_t>(w.cols), y, stream_),
+                 "MatMul: gemv");
+  }
   const int64_t in = int64_t{m} * w.cols;
   if (!Reserve(half_x_, static_cast<size_t>(in) * 2, "MatMul: activation scratch")) return;
   Check(LaunchF32ToF16(x, half_x_.as<uint16_t>(), in, stream_), "MatMul: to fp16");

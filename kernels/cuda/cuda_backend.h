@@ -18,8 +18,10 @@
 // PrepareWeight also accepts an F16 view whose data is already device memory
 // (the benchmark's random weights) and copies it.
 //
-// MatMul converts the float32 activations to fp16 (a kernel), multiplies with
-// cublasGemmEx (fp16 inputs, fp32 accumulation and output). Attention over
+// MatMul of up to 8 rows (decode) streams the fp16 weights through our GEMV
+// kernel (fp32 activations, fp32 accumulation; kernels/cuda/gemv.cu); larger
+// products convert the float32 activations to fp16 (a kernel) and multiply
+// with cublasGemmEx (fp16 inputs, fp32 accumulation and output). Attention over
 // batches of more than 64 rows with head_dim 64 or 128 runs on tensor cores
 // (fp16 Q/K/V/P, fp32 accumulation; kernels/cuda/attention_mma.cu); other
 // attention and every other op compute in float32. The KV cache is float32.

@@ -77,6 +77,15 @@ inline bool AttentionHeadDimSupported(int32_t head_dim) {
 // Writes k, v ([n_tokens, n_kv_heads, head_dim]) into the cache.
 cudaError_t LaunchStoreKv(const float* k, const float* v, const PagedKv& kv, cudaStream_t stream);
 
+// MatMul for a few rows (gemv.cu): y[m, n] = x[m, k] W^T, W fp16 [n, k]
+// row-major, x/y float32, fp32 accumulation; a row's bits do not depend on m.
+inline constexpr int32_t kGemvMaxRows = 8;
+// Whether LaunchGemv takes this product: 1 <= m <= kGemvMaxRows, k a
+// multiple of 8, w and x 16-byte aligned.
+bool GemvApplies(int32_t m, int64_t n, int64_t k, const void* w, const float* x);
+cudaError_t LaunchGemv(const uint16_t* w, const float* x, int32_t m, int32_t n, int32_t k, float* y,
+                       cudaStream_t stream);
+
 // Batch rows per block of the tensor-core prefill kernel (attention_mma.cu).
 inline constexpr int32_t kMmaTileRows = 64;
 

@@ -3,6 +3,7 @@
 // test draws its own seed from the clock and records it).
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -102,6 +103,43 @@ TEST_F(CudaOpsTest, MatMulEveryWeightTypeAndBatch) {
       // inputs by <= 2^-11; with fp32 accumulation over random signs the
       // norm-wise error stays near that. 2e-3 is 4 such roundings.
       EXPECT_LE(RelErr(Get<float>(*gpu_, *gy, want.size()), want), 2e-3);
+    }
+  }
+}
+
+// Products of up to 8 rows take the GEMV kernel (kernels/cuda/gemv.cu): each
+// row's bits are the same whatever else is in the call, and a width that is
+// not a multiple of 8 falls back to cuBLAS. Both against the CPU.
+TEST_F(CudaOpsTest, SmallBatchMatMulRowsDoNotDependOnTheBatch) {
+  std::mt19937 rng(FreshSeed());
+  for (const auto& [rows, cols] :
+       {std::pair<int64_t, int64_t>{1003, 4096}, {77, 11008}, {40, 12}}) {
+    const std::vector<uint8_t> bytes =
+        kernels::cpu::testing::RandomWeightBytes(DType::kF16, rows, cols, rng);
+    const WeightView host{DType::kF16, rows, cols, bytes.data()};
+    absl::StatusOr<kernels::PreparedWeight> g = gpu_->PrepareWeight(host);
+    ASSERT_TRUE(g.ok()) << g.status();
+    const std::vector<float> x = kernels::cpu::testing::RandomFloats(8 * cols, rng);
+    auto gx = Put(*gpu_, x);
+    auto run = [&](int32_t m, int64_t first_row) {
+      auto gy = Put(*gpu_, std::vector<float>(m * rows, NAN));
+      gpu_->MatMul(g->view, F(gx) + first_row * cols, m, F(gy));
+      return Get<float>(*gpu_, *gy, m * rows);
+    };
+    std::vector<float> want(8 * rows);
+    cpu_->MatMul(host, x.data(), 8, want.data());
+    const std::vector<float> all = run(8, 0);
+    EXPECT_LE(RelErr(all, want), 2e-3) << rows << "x" << cols;
+    if (cols % 8 != 0) continue;  // cuBLAS: no claim about batch-invariance
+    for (int32_t m = 1; m <= 8; ++m) {
+      const std::vector<float> part = run(m, 0);
+      for (int32_t i = 0; i < m; ++i) {
+        const std::vector<float> alone = run(1, i);
+        ASSERT_EQ(0, std::memcmp(part.data() + i * rows, alone.data(), rows * sizeof(float)))
+            << rows << "x" << cols << ": row " << i << " of " << m;
+        ASSERT_EQ(0,
+                  std::memcmp(part.data() + i * rows, all.data() + i * rows, rows * sizeof(float)));
+      }
     }
   }
 }
