@@ -11,10 +11,11 @@
 //
 // Tiles (TQ = 16) pay off when rows of one sequence are consecutive (a
 // prefill chunk): each K/V chunk is loaded once for all of them. A tile that
-// mixes sequences is processed one sequence at a time. Decode-like batches
-// use TQ = 1 and more splits instead. Batches of more than 64 rows with
-// head_dim 64 or 128 go to the tensor-core kernel (attention_mma.cu) instead,
-// which shares this file's grouping, split layout and CombineKernel.
+// mixes sequences is processed one sequence at a time. Batches of up to 64
+// rows go to the decode kernel (attention_decode.cu, one row per block, more
+// splits); batches of more than 64 rows with head_dim 64 or 128 go to the
+// tensor-core kernel (attention_mma.cu). Both share this file's split
+// layout and CombineKernel; this kernel keeps the other head sizes' prefill.
 //
 // CHAI (kernels/backend.h, KvLayer): head h scores with the query of its
 // representative r = score_head[h] against K slot k_slot[r], and multiplies
@@ -273,8 +274,10 @@ AttentionPlan PlanAttention(int32_t n_tokens, int32_t n_q_heads, int32_t head_di
   }
   const int64_t tiles = (int64_t{n_tokens} + plan.tile_rows - 1) / plan.tile_rows;
   const int64_t blocks = tiles * n_q_heads;
-  // About four blocks per SM; more splits only add empty blocks and combine work.
-  const int64_t want = (4 * int64_t{sm_count > 0 ? sm_count : 1} + blocks - 1) / blocks;
+  // About four blocks per SM (eight for the decode kernel, whose blocks are
+  // short streams); more splits only add empty blocks and combine work.
+  const int64_t per_sm = plan.tile_rows == 1 ? 8 : 4;
+  const int64_t want = (per_sm * (sm_count > 0 ? sm_count : 1) + blocks - 1) / blocks;
   plan.splits = static_cast<int32_t>(want < 1 ? 1 : (want > 32 ? 32 : want));
   return plan;
 }
@@ -287,9 +290,6 @@ int64_t AttentionScratchFloats(const AttentionPlan& plan, int32_t n_tokens, int3
 
 cudaError_t ConfigureAttentionKernels() {
   cudaError_t e = ConfigureMmaAttention();
-  if (e != cudaSuccess) return e;
-  e = cudaFuncSetAttribute(AttentionKernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(SmemBytes<1>(kMaxHeadDim)));
   if (e != cudaSuccess) return e;
   return cudaFuncSetAttribute(AttentionKernel<kTileRows>,
                               cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -310,26 +310,21 @@ cudaError_t LaunchAttention(const float* q, const PagedKv& kv, const AttentionPl
     return cudaErrorInvalidValue;
   }
   const float scale = 1.0f / sqrtf(static_cast<float>(kv.head_dim));
+  cudaError_t e;
   if (plan.tile_rows == kMmaTileRows) {
-    cudaError_t e = LaunchMmaAttention(q, kv, plan.splits, scale, scratch, out, stream);
-    if (e != cudaSuccess || plan.splits == 1) return e;
-    CombineKernel<<<static_cast<unsigned>(int64_t{kv.n_tokens} * kv.n_q_heads), kThreads, 0,
-                    stream>>>(scratch, kv.n_tokens, kv.n_q_heads, plan.splits, kv.head_dim, out);
-    return cudaGetLastError();
-  }
-  const unsigned tiles = static_cast<unsigned>((kv.n_tokens + plan.tile_rows - 1) / plan.tile_rows);
-  if (tiles > 65535u) return cudaErrorInvalidConfiguration;
-  const dim3 grid(static_cast<unsigned>(kv.n_q_heads), static_cast<unsigned>(plan.splits), tiles);
-  if (plan.tile_rows == 1) {
-    AttentionKernel<1><<<grid, kThreads, SmemBytes<1>(kv.head_dim), stream>>>(q, kv, plan.splits,
-                                                                              scale, scratch, out);
+    e = LaunchMmaAttention(q, kv, plan.splits, scale, scratch, out, stream);
+  } else if (plan.tile_rows == 1) {
+    e = LaunchDecodeAttention(q, kv, plan.splits, scale, scratch, out, stream);
   } else if (plan.tile_rows == kTileRows) {
+    const unsigned tiles = static_cast<unsigned>((kv.n_tokens + kTileRows - 1) / kTileRows);
+    if (tiles > 65535u) return cudaErrorInvalidConfiguration;
+    const dim3 grid(static_cast<unsigned>(kv.n_q_heads), static_cast<unsigned>(plan.splits), tiles);
     AttentionKernel<kTileRows><<<grid, kThreads, SmemBytes<kTileRows>(kv.head_dim), stream>>>(
         q, kv, plan.splits, scale, scratch, out);
+    e = cudaGetLastError();
   } else {
     return cudaErrorInvalidValue;
   }
-  cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || plan.splits == 1) return e;
   CombineKernel<<<static_cast<unsigned>(int64_t{kv.n_tokens} * kv.n_q_heads), kThreads, 0,
                   stream>>>(scratch, kv.n_tokens, kv.n_q_heads, plan.splits, kv.head_dim, out);

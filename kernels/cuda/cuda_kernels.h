@@ -91,8 +91,8 @@ inline constexpr int32_t kMmaTileRows = 64;
 
 // How Attention splits its work; see attention.cu.
 struct AttentionPlan {
-  // Batch rows per block: 1 (decode-like, fp32), 16 (prefill tiles, fp32) or
-  // kMmaTileRows (prefill tiles on tensor cores, fp16 inputs).
+  // Batch rows per block: 1 (decode kernel, fp32), 16 (prefill tiles, fp32)
+  // or kMmaTileRows (prefill tiles on tensor cores, fp16 inputs).
   int32_t tile_rows = 1;
   int32_t splits = 1;  // context splits per row (flash-decoding); 1 = no combine pass
 };
@@ -103,6 +103,11 @@ struct AttentionPlan {
 // fp32 tiles of 16.
 AttentionPlan PlanAttention(int32_t n_tokens, int32_t n_q_heads, int32_t head_dim,
                             int32_t sm_count);
+
+// The decode kernel alone (attention_decode.cu; one block per row, head and
+// split; LaunchAttention adds the combine pass when splits > 1).
+cudaError_t LaunchDecodeAttention(const float* q, const PagedKv& kv, int32_t splits, float scale,
+                                  float* scratch, float* out, cudaStream_t stream);
 
 // Head sizes the tensor-core prefill kernel takes: 64 and 128.
 bool MmaAttentionHeadDim(int32_t head_dim);
