@@ -3,8 +3,8 @@
 
 Reads `chai eval --task wikitext --limit 6 --json` outputs from
 docs/fidelity/runs/wiki6/NAME.json and the configs they ran (NAME resolved
-to docs/fidelity/configs/NAME.json, docs/fidelity/SmolLM2-135M-Instruct.NAME.json
-or, for "shipped", engine/chai/configs/SmolLM2-135M-Instruct.json), then
+to docs/fidelity/configs/NAME.json or docs/fidelity/SmolLM2-135M-Instruct.NAME.json;
+l25-29-6-2 was the shipped config until session 5, klgate-0.1 is since), then
 prints a markdown table sorted by K saving and writes
 docs/fidelity/tradeoff.svg: K cache saved (x) against mean KL from plain
 attention (y, log scale), the configs on the lower-right frontier joined.
@@ -25,8 +25,6 @@ def config_path(name):
               os.path.join(HERE, "SmolLM2-135M-Instruct." + name + ".json")):
         if os.path.exists(p):
             return p
-    if name == "shipped":
-        return os.path.join(ROOT, "engine", "chai", "configs", "SmolLM2-135M-Instruct.json")
     raise FileNotFoundError(name)
 
 
