@@ -1,7 +1,7 @@
 // Paged causal attention with CHAI head maps, and the cache writes it reads.
 //
-// One kernel serves decode and prefill (flash-decoding / flash-attention
-// style, fp32 throughout): a block owns one query head h, one context split
+// This file's kernel serves prefill at head sizes other than 64 and 128
+// (flash-attention style, fp32 throughout): a block owns one query head h, one context split
 // and a tile of `TQ` consecutive batch rows. It walks the cached positions in
 // chunks of kBk = 32 (chunks split, split + splits, ... so a long context is
 // shared by `splits` blocks), stages each chunk's K and V rows in shared

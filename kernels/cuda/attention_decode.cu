@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace chai::kernels::cuda {
 namespace {
@@ -73,8 +74,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
         float d = 0.0f;
 #pragma unroll
         for (int v = 0; v < VPL; ++v) d = fmaf(qv[v], kr[lane + 32 * v], d);
-        for (int off = 16; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
-        s[j] = d;
+        s[j] = WarpSum(d);
       }
     }
     float mx = m;

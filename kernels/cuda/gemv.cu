@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace chai::kernels::cuda {
 namespace {
@@ -86,8 +87,7 @@ __global__ void __launch_bounds__(kGemvThreads)
   for (int m = 0; m < M; ++m) {
 #pragma unroll
     for (int r = 0; r < kRowsPerBlock; ++r) {
-      float v = acc[m][r];
-      for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+      const float v = WarpSum(acc[m][r]);
       if (lane == 0) partial[warp][m][r] = v;
     }
   }
