@@ -43,18 +43,32 @@ struct BlockQ8x32 {
 };
 static_assert(sizeof(BlockQ8x32) == 40);
 
-// 16-bit activation block for the 32-element weight types in
-// ActivationMode::kInt16. x[i] ~= d * qs[i] with d = amax / 32767 of the
-// block, |qs| <= 32767; s = d * sum(qs), so the kernels compute exactly
-// <w, x_hat> with x_hat = d * qs (up to float rounding). Integer block sums
-// cannot overflow: 32 * 15 * 32767 (Q4_*) and 32 * 128 * 32767 (Q8_0) are
-// below 2^31.
-struct BlockQ16x32 {
-  float d;
-  float s;
-  int16_t qs[kQK];
+// 16-bit activation row for the 32-element weight types in
+// ActivationMode::kInt16, planar so that a kernel loads the scales of 8
+// consecutive blocks with one instruction:
+//   int16_t qs[nb][32]; float d[nb]; float s[nb];   (nb = cols / 32)
+// x[32b + i] ~= d[b] * qs[b][i], d[b] = amax / 32767 of block b, |qs| <=
+// 32767; s[b] = d[b] * sum(qs[b]). Integer block sums cannot overflow:
+// 32 * 15 * 32767 (Q4_*) and 32 * 128 * 32767 (Q8_0) are below 2^31.
+inline constexpr int kQ16Lanes = 8;  // blocks per scale vector
+template <typename I16, typename F>
+struct Q16RowT {
+  I16* qs;  // [nb][32]
+  F* d;     // [nb]
+  F* s;     // [nb]
 };
-static_assert(sizeof(BlockQ16x32) == 72);
+using Q16Row = Q16RowT<int16_t, float>;
+using Q16RowConst = Q16RowT<const int16_t, const float>;
+inline Q16Row Q16RowAt(void* row, int64_t nb) {
+  auto* qs = static_cast<int16_t*>(row);
+  auto* d = reinterpret_cast<float*>(qs + nb * kQK);
+  return {qs, d, d + nb};
+}
+inline Q16RowConst Q16RowAt(const void* row, int64_t nb) {
+  const auto* qs = static_cast<const int16_t*>(row);
+  const auto* d = reinterpret_cast<const float*>(qs + nb * kQK);
+  return {qs, d, d + nb};
+}
 
 // 8-bit activation block for the K-quants. bsums[g] = sum(qs[16g..16g+15]),
 // needed for the K-quants' mins and Q6_K's -32 offset.
@@ -107,12 +121,15 @@ RowDotFn ScalarDequantRowDot(DType t);
 RowDotFn Avx2DequantRowDot(DType t);
 
 // 16-bit-activation kernels (ActFormat::kQ16x32) for Q4_0, Q4_1 and Q8_0;
-// nullptr for every other type; nr <= kMaxTile. Per block the integer dot
-// product isum = sum(wq[i] * qs[i]) is exact (wq: Q4_0 nibble - 8, Q4_1
-// nibble, Q8_0 q); the float part is (dw * dx) * isum (+ m * s for Q4_1).
-// The AVX2 kernel keeps isum as 8 int32 pair sums and accumulates them in two
-// 8-lane accumulators (even and odd blocks); the scalar one accumulates
-// whole-block sums. They agree up to float rounding.
+// nullptr for every other type; nr <= kMaxTile. Per block b the integer dot
+// product isum_b = sum(wq[i] * qs[b][i]) is exact (wq: Q4_0 nibble - 8, Q4_1
+// nibble, Q8_0 q). The float part, shared bit for bit by both
+// implementations: with F = 8 * floor(nb / 8), blocks b < F feed lane b % 8
+// of 8 accumulators, the rest a scalar tail t, in block order, each by
+// a = fma(float(isum_b), dw_b * d[b], a), then for Q4_1 a = fma(m_b, s[b],
+// a); the result is Reduce8/Hsum(acc) + t. One vector FMA then serves 8
+// blocks, so the per-block work is the integer products and their horizontal
+// sums (matmul_avx2_int16.cc).
 RowDotFn ScalarInt16RowDot(DType t);
 RowDotFn Avx2Int16RowDot(DType t);
 

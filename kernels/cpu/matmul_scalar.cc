@@ -1,8 +1,9 @@
 // Portable matmul kernels and activation quantization. These define the
-// arithmetic; the AVX2 kernels (matmul_avx2.cc) compute the same integer dot
-// products and differ only in the order of the float accumulation. The
-// float-activation kernels of the quantized types (RowDotDequant) follow the
-// order documented in matmul_kernels.h, which matmul_avx2_float.cc shares.
+// arithmetic; the AVX2 kernels (matmul_avx2*.cc) compute the same integer dot
+// products. The int8 kernels differ from them in the order of the float
+// accumulation; the float-activation kernels of the quantized types
+// (RowDotDequant) and the int16 kernels (DotInt16) follow orders documented in
+// matmul_kernels.h, which the AVX2 kernels share (bit for bit for int16).
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -124,27 +125,41 @@ float DotQ6_K(const BlockQ6_K* w, const BlockQ8xK* x, int64_t nb) {
 }
 
 // 16-bit activations: the integer block dot product of the weights' integer
-// values (Q4_0 nibble - 8, Q4_1 nibble, Q8_0 q) with qs, scaled per block;
-// Q4_1 adds m * s (s = dx * sum(qs)). Same arithmetic as the AVX2 kernels up
-// to the float accumulation order.
+// values (Q4_0 nibble - 8, Q4_1 nibble, Q8_0 q) with qs, then the float
+// part in the order matmul_kernels.h fixes, which the AVX2 kernel shares bit
+// for bit.
 template <typename WBlock, int kKind>
-float DotInt16(const WBlock* w, const BlockQ16x32* x, int64_t nb) {
-  float acc = 0.0f, mins = 0.0f;
+float DotInt16(const WBlock* w, Q16RowConst x, int64_t nb) {
+  float acc[kQ16Lanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float tail = 0.0f;
+  const int64_t full = nb / kQ16Lanes * kQ16Lanes;
   for (int64_t b = 0; b < nb; ++b) {
+    const int16_t* q = x.qs + b * kQK;
     int32_t isum = 0;
     if constexpr (kKind == 2) {
-      for (int l = 0; l < kQK; ++l) isum += w[b].qs[l] * x[b].qs[l];
+      for (int l = 0; l < kQK; ++l) isum += w[b].qs[l] * q[l];
     } else {
       constexpr int kOff = kKind == 0 ? 8 : 0;
       for (int l = 0; l < kQK / 2; ++l) {
-        isum += ((w[b].qs[l] & 0x0f) - kOff) * x[b].qs[l] +
-                ((w[b].qs[l] >> 4) - kOff) * x[b].qs[l + kQK / 2];
+        isum += ((w[b].qs[l] & 0x0f) - kOff) * q[l] + ((w[b].qs[l] >> 4) - kOff) * q[l + kQK / 2];
       }
     }
-    acc += (Fp16ToFp32(w[b].d) * x[b].d) * static_cast<float>(isum);
-    if constexpr (kKind == 1) mins += Fp16ToFp32(w[b].m) * x[b].s;
+    float& a = b < full ? acc[b % kQ16Lanes] : tail;
+    a = std::fma(static_cast<float>(isum), Fp16ToFp32(w[b].d) * x.d[b], a);
+    if constexpr (kKind == 1) a = std::fma(Fp16ToFp32(w[b].m), x.s[b], a);
   }
-  return acc + mins;
+  return Reduce8(acc) + tail;
+}
+
+template <typename WBlock, int kKind>
+void RowDotInt16(const void* w_row, const void* act, int64_t act_stride, int nr, int64_t cols,
+                 float* out, int64_t out_stride) {
+  const auto* w = static_cast<const WBlock*>(w_row);
+  const int64_t nb = cols / kQK;
+  for (int r = 0; r < nr; ++r) {
+    out[r * out_stride] = DotInt16<WBlock, kKind>(
+        w, Q16RowAt(static_cast<const char*>(act) + r * act_stride, nb), nb);
+  }
 }
 
 template <typename WBlock, typename ABlock, float (*kDot)(const WBlock*, const ABlock*, int64_t),
@@ -234,7 +249,7 @@ int64_t ActRowBytes(ActFormat f, int64_t cols) {
     case ActFormat::kQ8xK:
       return cols / kQKK * static_cast<int64_t>(sizeof(BlockQ8xK));
     case ActFormat::kQ16x32:
-      return cols / kQK * static_cast<int64_t>(sizeof(BlockQ16x32));
+      return cols / kQK * (kQK * static_cast<int64_t>(sizeof(int16_t)) + 2 * sizeof(float));
   }
   std::abort();
 }
@@ -276,13 +291,14 @@ void QuantizeActRow(ActFormat f, const float* x, int64_t cols, void* out) {
       // amax / 32767 and its reciprocal, product and rounding in this order:
       // Avx2QuantizeActRow does the same operations, so both give the same
       // bits.
-      auto* blocks = static_cast<BlockQ16x32*>(out);
-      for (int64_t b = 0; b < cols / kQK; ++b) {
+      const int64_t nb = cols / kQK;
+      const Q16Row row = Q16RowAt(out, nb);
+      for (int64_t b = 0; b < nb; ++b) {
         const float* xb = x + b * kQK;
-        BlockQ16x32& blk = blocks[b];
+        int16_t* qs = row.qs + b * kQK;
         float amax = 0.0f;
         for (int i = 0; i < kQK; ++i) amax = std::max(amax, std::fabs(xb[i]));
-        blk.d = amax / 32767.0f;
+        const float d = amax / 32767.0f;
         const float id = amax != 0.0f ? 32767.0f / amax : 0.0f;
         int32_t sum = 0;
         for (int i = 0; i < kQK; ++i) {
@@ -290,10 +306,11 @@ void QuantizeActRow(ActFormat f, const float* x, int64_t cols, void* out) {
           // -32768 as the AVX2 conversion does.
           float v = std::nearbyint(xb[i] * id);
           v = v >= -32768.0f ? std::min(v, 32767.0f) : -32768.0f;
-          blk.qs[i] = static_cast<int16_t>(v);
-          sum += blk.qs[i];
+          qs[i] = static_cast<int16_t>(v);
+          sum += qs[i];
         }
-        blk.s = blk.d * static_cast<float>(sum);
+        row.d[b] = d;
+        row.s[b] = d * static_cast<float>(sum);
       }
       return;
     }
@@ -362,11 +379,11 @@ RowDotFn ScalarDequantRowDot(DType t) {
 RowDotFn ScalarInt16RowDot(DType t) {
   switch (t) {
     case DType::kQ4_0:
-      return RowDotQuant<BlockQ4_0, BlockQ16x32, DotInt16<BlockQ4_0, 0>, kQK>;
+      return RowDotInt16<BlockQ4_0, 0>;
     case DType::kQ4_1:
-      return RowDotQuant<BlockQ4_1, BlockQ16x32, DotInt16<BlockQ4_1, 1>, kQK>;
+      return RowDotInt16<BlockQ4_1, 1>;
     case DType::kQ8_0:
-      return RowDotQuant<BlockQ8_0, BlockQ16x32, DotInt16<BlockQ8_0, 2>, kQK>;
+      return RowDotInt16<BlockQ8_0, 2>;
     default:
       return nullptr;
   }

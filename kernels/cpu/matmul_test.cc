@@ -1,6 +1,7 @@
 #include "kernels/cpu/matmul.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -140,14 +141,17 @@ std::vector<float> QuantizedActivations(DType t, const float* x, int64_t cols,
   const int64_t block = GeometryOf(f).block;
   for (int64_t b = 0; b < cols / block; ++b) {
     if (f == internal::ActFormat::kQ16x32) {
-      const auto* blk = reinterpret_cast<const internal::BlockQ16x32*>(buf.data()) + b;
+      const int64_t nb = cols / block;
+      const internal::Q16RowConst row =
+          internal::Q16RowAt(static_cast<const void*>(buf.data()), nb);
+      const int16_t* qs = row.qs + b * block;
       int32_t sum = 0;
       for (int i = 0; i < 32; ++i) {
-        sum += blk->qs[i];
-        EXPECT_LE(std::abs(blk->qs[i]), 32767);
-        out[b * block + i] = blk->d * static_cast<float>(blk->qs[i]);
+        sum += qs[i];
+        EXPECT_LE(std::abs(qs[i]), 32767);
+        out[b * block + i] = row.d[b] * static_cast<float>(qs[i]);
       }
-      EXPECT_EQ(blk->s, blk->d * static_cast<float>(sum));
+      EXPECT_EQ(row.s[b], row.d[b] * static_cast<float>(sum));
       continue;
     }
     float d;
@@ -369,6 +373,32 @@ TEST(MatMulTest, Avx2Int16QuantizerIsBitIdenticalToScalar) {
     internal::QuantizeActRow(f, x.data(), cols, a.data());
     internal::Avx2QuantizeActRow(f, x.data(), cols, b.data());
     ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size())) << "trial " << trial;
+  }
+}
+
+// Int16 mode's float part has one order (matmul_kernels.h: 8 lanes over full
+// groups of 8 blocks, a scalar tail, FMA), so the AVX2 kernel must give the
+// portable kernel's bits, for row lengths with and without a tail group and
+// every tile height.
+TEST(MatMulTest, Avx2Int16KernelIsBitIdenticalToScalar) {
+  if (!MatMulImplAvailable(MatMulImpl::kAvx2)) GTEST_SKIP() << "CPU has no AVX2+FMA";
+  std::mt19937 rng(77);
+  for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0}) {
+    for (int64_t cols : {32, 96, 256, 288, 576, 1536}) {
+      SCOPED_TRACE(std::string(Name(t)) + " cols " + std::to_string(cols));
+      const int64_t rows = 19, m = 7;
+      Problem p{t, rows, cols, m, RandomWeightBytes(t, rows, cols, rng), {}};
+      p.x = RandomFloats(m * cols, rng);
+      for (int64_t i = 0; i < m; i += 2) p.x[i * cols + cols / 2] *= 300.0f;
+      const std::vector<float> ys =
+          RunMatMul(p, MatMulImpl::kScalar, 1, m, p.x.data(), ActivationMode::kInt16);
+      const std::vector<float> yv =
+          RunMatMul(p, MatMulImpl::kAvx2, 2, m, p.x.data(), ActivationMode::kInt16);
+      for (int64_t i = 0; i < m * rows; ++i) {
+        ASSERT_EQ(std::bit_cast<uint32_t>(ys[i]), std::bit_cast<uint32_t>(yv[i]))
+            << "output " << i << ": scalar " << ys[i] << " avx2 " << yv[i];
+      }
+    }
   }
 }
 
