@@ -2,7 +2,7 @@
 // the machine's memory bandwidth measured in the same run (issue 2 item 9).
 //
 //   chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] [--prompt-len 128]
-//   [--no-prefill] [--activations int16|float|int8] [--json]
+//   [--no-prefill] [--activations int16|float|int8] [--op-times] [--json]
 //
 // Measures (one process, same machine state):
 //   bandwidth   best-of-5 streaming read of 512 MiB (kernels/cpu/memory_bandwidth.h)
@@ -14,10 +14,14 @@
 // matrix the decode step streams (all layer matrices plus the output
 // projection; the embedding lookup reads one row). --activations picks the
 // CPU matmul's activation mode (kernels/cpu/matmul.h; default: the
-// backend's, float).
+// backend's, float). --op-times adds where a batch-1 decode step's time goes:
+// the same decode run through TimedBackend (engine/bench/timed_backend.h),
+// milliseconds per token by op, and the rest of the step (ModelRunner's own
+// work, logits copy) as "other".
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <string>
@@ -26,6 +30,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "engine/bench/timed_backend.h"
 #include "engine/kv_cache.h"
 #include "engine/loaded_model.h"
 #include "engine/model_runner.h"
@@ -63,6 +68,8 @@ struct Bench {
   kernels::Backend* backend;
   ModelRunner* runner;
   std::mt19937 rng{1234};
+  // Called by Decode() after the prompts' prefill, right before the timed steps.
+  std::function<void()> on_steps_start;
 
   std::vector<int32_t> RandomTokens(int64_t n) {
     std::uniform_int_distribution<int32_t> d(0,
@@ -116,6 +123,7 @@ struct Bench {
     std::vector<int32_t> slots(batch), rows(batch), pos(batch);
     std::iota(slots.begin(), slots.end(), 0);
     std::iota(rows.begin(), rows.end(), 0);
+    if (on_steps_start) on_steps_start();
     const auto t0 = Clock::now();
     for (int64_t step = 0; step < steps; ++step) {
       std::vector<int32_t> toks = RandomTokens(batch);
@@ -131,6 +139,7 @@ int Main(int argc, char** argv) {
   int threads = 0;
   bool json = false;
   bool prefill = true;
+  bool op_times = false;
   int64_t prompt_len = 128;
   std::vector<int32_t> batches = {1, 8, 32};
   kernels::cpu::ActivationMode mode = kernels::CpuBackendOptions{}.activation_mode;
@@ -159,6 +168,8 @@ int Main(int argc, char** argv) {
       json = true;
     } else if (a == "--prompt-len" && i + 1 < argc) {
       prompt_len = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--op-times") {
+      op_times = true;
     } else if (a == "--no-prefill") {
       prefill = false;
     } else if (a == "--batches" && i + 1 < argc) {
@@ -175,7 +186,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] "
                    "[--prompt-len 128] [--no-prefill] [--activations int16|float|int8] "
-                   "[--json]\n");
+                   "[--op-times] [--json]\n");
       return 2;
     }
   }
@@ -217,6 +228,22 @@ int Main(int argc, char** argv) {
     if (tps1 == 0) tps1 = tps;  // the first batch size listed is the baseline
     out["decode"][std::to_string(batch)] = {{"tokens_per_s", tps}, {"ratio_to_batch1", tps / tps1}};
   }
+  if (op_times) {
+    TimedBackend timed(backend.get());
+    auto timed_runner = *ModelRunner::Create(model->weights.get(), &timed, 512);
+    Bench tb{model->weights.get(), &timed, timed_runner.get()};
+    tb.on_steps_start = [&timed] { timed.Reset(); };  // charge only the decode steps
+    (void)tb.Decode(1, prompt_len, 4);
+    const double step_s = tb.Decode(1, prompt_len, steps) / steps;
+    double ops_s = 0;
+    for (const auto& [name, op] : timed.ops()) {
+      out["op_times_batch1_ms_per_token"][name] = 1e3 * op.seconds / steps;
+      out["op_calls_batch1_per_token"][name] = op.calls / steps;
+      ops_s += op.seconds / steps;
+    }
+    out["op_times_batch1_ms_per_token"]["other"] = 1e3 * (step_s - ops_s);
+    out["op_times_batch1_ms_per_token"]["step"] = 1e3 * step_s;
+  }
   const double roofline_tps = bandwidth / static_cast<double>(weight_bytes);
   out["decode_batch1_roofline_tokens_per_s"] = roofline_tps;
   out["decode_batch1_share_of_roofline"] = tps1 / roofline_tps;
@@ -237,6 +264,14 @@ int Main(int argc, char** argv) {
   }
   std::printf("batch-1 roofline           %8.1f tokens/s; measured share %.0f%%\n", roofline_tps,
               100 * tps1 / roofline_tps);
+  if (op_times) {
+    std::printf("batch-1 decode step by op (ms/token, calls/token; timed separately):\n");
+    for (const auto& [name, ms] : out["op_times_batch1_ms_per_token"].items()) {
+      const auto& calls = out["op_calls_batch1_per_token"];
+      std::printf("  %-12s %7.3f ms  %5s\n", name.c_str(), ms.get<double>(),
+                  calls.contains(name) ? std::to_string(calls[name].get<int64_t>()).c_str() : "");
+    }
+  }
   return 0;
 }
 
