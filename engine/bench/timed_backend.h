@@ -4,6 +4,10 @@
 // backends (the CPU one): an asynchronous backend would be charged for
 // queuing, not running. Not for serving: the clock reads cost ~50 ns per op.
 //
+// Op recording (BeginCapture/EndCapture) is deliberately not forwarded: a
+// replayed recording would run the ops without passing the timers, so this
+// backend reports CanCapture() == false and ModelRunner issues every op.
+//
 // Ownership: does not own `inner`, which must outlive it. Thread-safety: as
 // the inner backend; the accumulators are not synchronized (ops are issued
 // from one thread).

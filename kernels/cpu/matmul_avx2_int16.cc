@@ -40,6 +40,14 @@ CHAI_AVX2_INLINE __m256i PairAdd(__m256i a, __m256i b) {
   return _mm256_add_epi32(even, odd);
 }
 
+// Sum of the 8 int32 lanes (exact).
+CHAI_AVX2_INLINE int32_t HsumEpi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+
 // kKind: 0 = Q4_0, 1 = Q4_1, 2 = Q8_0.
 template <typename WBlock, int kKind>
 struct Int16Kernel {
@@ -162,11 +170,9 @@ struct Int16Kernel {
     if constexpr (kKind == 1) mw = _mm_set_ss(Half(w[b].m));
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
-      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v[r]), _mm256_extracti128_si256(v[r], 1));
-      s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+      const __m128 isum = _mm_cvtsi32_ss(_mm_setzero_ps(), HsumEpi32(v[r]));
       const __m128 scale = _mm_mul_ss(dw, _mm_load_ss(x[r].d + b));
-      tail[r] = _mm_fmadd_ss(_mm_cvtepi32_ps(s), scale, tail[r]);
+      tail[r] = _mm_fmadd_ss(isum, scale, tail[r]);
       if constexpr (kKind == 1) tail[r] = _mm_fmadd_ss(mw, _mm_load_ss(x[r].s + b), tail[r]);
     }
   }
@@ -181,7 +187,7 @@ struct Int16Kernel {
     __m128 tail[NR];
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
-      x[r] = Q16RowAt(static_cast<const char*>(act) + r * stride, nb);
+      x[r] = Q16RowAt(RowPtr<int16_t>(act, stride, r), nb);
       acc[r] = _mm256_setzero_ps();
       tail[r] = _mm_setzero_ps();
     }
@@ -230,11 +236,8 @@ CHAI_AVX2 void QuantizeQ16Row(const float* x, int64_t cols, void* out) {
     // Sum of the stored (saturated) values, exactly.
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i s8 = _mm256_add_epi32(_mm256_madd_epi16(p01, ones), _mm256_madd_epi16(p23, ones));
-    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
-    s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
     row.d[b] = d;
-    row.s[b] = d * static_cast<float>(_mm_cvtsi128_si32(s4));
+    row.s[b] = d * static_cast<float>(HsumEpi32(s8));
   }
 }
 
