@@ -27,9 +27,9 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelWeig
   r->inv_freq_ = c.RopeInvFreq();
   r->rope_ = {static_cast<int32_t>(c.head_dim), !c.rope_interleaved, r->inv_freq_.data()};
 
-  auto prepare = [backend](const kernels::WeightView& w,
-                           kernels::PreparedWeight* out) -> absl::Status {
-    absl::StatusOr<kernels::PreparedWeight> p = backend->PrepareWeight(w);
+  auto prepare = [backend](const kernels::WeightView& w, kernels::PreparedWeight* out,
+                           kernels::WeightUse use = kernels::WeightUse::kMatMul) -> absl::Status {
+    absl::StatusOr<kernels::PreparedWeight> p = backend->PrepareWeight(w, use);
     if (!p.ok()) return p.status();
     *out = *std::move(p);
     return absl::OkStatus();
@@ -50,7 +50,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelWeig
   };
 
   absl::Status s;
-  s.Update(prepare(weights->token_embd, &r->token_embd_));
+  s.Update(prepare(weights->token_embd, &r->token_embd_, kernels::WeightUse::kEmbed));
   s.Update(prepare(weights->output, &r->output_));
   s.Update(upload(weights->output_norm, c.dim, &r->output_norm_));
   r->layers_.resize(c.n_layers);
@@ -147,9 +147,9 @@ void ModelRunner::QkvOps(const Layer& w, int32_t n) {
   kernels::Backend& be = *backend_;
   be.RmsNorm(F(x_), F(w.attn_norm), n, static_cast<int32_t>(c.dim), static_cast<float>(c.rms_eps),
              F(h_));
-  be.MatMul(w.wq.view, F(h_), n, F(q_));
-  be.MatMul(w.wk.view, F(h_), n, F(k_));
-  be.MatMul(w.wv.view, F(h_), n, F(v_));
+  const kernels::WeightView qkv[3] = {w.wq.view, w.wk.view, w.wv.view};
+  float* const qkv_out[3] = {F(q_), F(k_), F(v_)};
+  be.MatMulShared(qkv, F(h_), n, qkv_out);
   be.Rope(F(q_), I(positions_), n, static_cast<int32_t>(c.n_heads), rope_);
   be.Rope(F(k_), I(positions_), n, static_cast<int32_t>(c.n_kv_heads), rope_);
 }
@@ -163,8 +163,9 @@ void ModelRunner::MlpOps(const Layer& w, int32_t n) {
   be.MatMul(w.wo.view, F(attn_), n, h);
   be.Add(x, h, static_cast<int64_t>(n) * dim);
   be.RmsNorm(x, F(w.ffn_norm), n, dim, static_cast<float>(c.rms_eps), h);
-  be.MatMul(w.w_gate.view, h, n, F(gate_));
-  be.MatMul(w.w_up.view, h, n, F(up_));
+  const kernels::WeightView gate_up[2] = {w.w_gate.view, w.w_up.view};
+  float* const gate_up_out[2] = {F(gate_), F(up_)};
+  be.MatMulShared(gate_up, h, n, gate_up_out);
   be.SwiGlu(F(gate_), F(up_), static_cast<int64_t>(n) * c.ffn_dim, F(gate_));
   be.MatMul(w.w_down.view, F(gate_), n, h);
   be.Add(x, h, static_cast<int64_t>(n) * dim);

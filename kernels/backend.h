@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -33,15 +34,28 @@ class Buffer {
   virtual size_t size() const = 0;
 };
 
-// A weight matrix [rows, cols] in `dtype`, rows contiguous: row r starts at
-// data + r * RowBytes(dtype, cols). Not owning. MatMul computes x * W^T, so
-// `rows` is the output dimension and `cols` the input dimension.
+// How a weight's bytes are arranged. Loaders produce kRowMajor; a backend's
+// PrepareWeight may rearrange a MatMul weight for its kernels.
+enum class WeightLayout {
+  kRowMajor,  // row r starts at data + r * RowBytes(dtype, cols)
+  // CPU backend only (kernels/cpu/interleave.h): groups of 8 rows
+  // interleaved block by block, the same total bytes. Only MatMul takes it.
+  kInterleaved8,
+};
+
+// A weight matrix [rows, cols] in `dtype`. Not owning. MatMul computes x *
+// W^T, so `rows` is the output dimension and `cols` the input dimension.
 struct WeightView {
   DType dtype = DType::kF32;
   int64_t rows = 0;
   int64_t cols = 0;
   const void* data = nullptr;
+  WeightLayout layout = WeightLayout::kRowMajor;
 };
+
+// What a prepared weight will be used for: a backend may lay MatMul weights
+// out for its matrix kernels, while Embed reads rows of the loader's layout.
+enum class WeightUse { kMatMul, kEmbed };
 
 // A weight made ready for a backend: `view` is what ops take; `storage` (may
 // be null when the view aliases host memory, e.g. the CPU backend reading an
@@ -146,9 +160,10 @@ class Backend {
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void Synchronize() = 0;
 
-  // Makes a host weight usable by MatMul/Embed. `host.data` must stay valid
-  // for the life of the returned weight when storage is null.
-  virtual absl::StatusOr<PreparedWeight> PrepareWeight(const WeightView& host) = 0;
+  // Makes a host weight (kRowMajor) usable by MatMul (use kMatMul) or Embed
+  // (kEmbed); only pass the result to the ops of that use. `host.data` must
+  // stay valid for the life of the returned weight when storage is null.
+  virtual absl::StatusOr<PreparedWeight> PrepareWeight(const WeightView& host, WeightUse use) = 0;
 
   // ---- ops (float32 activations) ----
   // out[i, :] = dequantize(table row ids[i]). REQUIRES: 0 <= ids[i] < rows.
@@ -161,6 +176,16 @@ class Backend {
 
   // y[m, w.rows] = x[m, w.cols] * W^T.
   virtual void MatMul(const WeightView& w, const float* x, int32_t m, float* y) = 0;
+
+  // ys[i] = MatMul(ws[i], x) for weights sharing the input x (Q, K and V;
+  // gate and up): one call lets a backend prepare x once and spread all
+  // the weights' rows over its threads together. The same bits as separate
+  // MatMul calls. The default issues MatMul per weight.
+  // REQUIRES: ws.size() == ys.size(); every ws[i].cols equal.
+  virtual void MatMulShared(std::span<const WeightView> ws, const float* x, int32_t m,
+                            std::span<float* const> ys) {
+    for (size_t i = 0; i < ws.size(); ++i) MatMul(ws[i], x, m, ys[i]);
+  }
 
   // Rotates x in place. x: [n, heads, head_dim]; pos: [n].
   virtual void Rope(float* x, const int32_t* pos, int32_t n, int32_t heads,

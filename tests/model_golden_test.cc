@@ -1,6 +1,8 @@
 // The CPU engine on the real default model against Hugging Face transformers
 // (float32) golden data made by tests/golden/make_logits_golden.py, and the
-// batch-composition invariance the scheduler relies on.
+// batch-composition invariance the scheduler relies on. Every test runs in
+// both activation modes of the CPU matmul (kernels/cpu/matmul.h): kFloat
+// (exact weights) and kInt16 (16-bit activation blocks, interleaved weights).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -30,12 +32,14 @@ constexpr float kTieMargin = 0.05f;
 using chai::testing::SourceDir;
 
 struct Fixture {
-  std::unique_ptr<ModelWeights> weights;
+  const ModelWeights* weights;  // the suite's weights_
   std::unique_ptr<kernels::Backend> backend;
   std::unique_ptr<ModelRunner> runner;
 };
 
-class ModelGoldenTest : public ::testing::Test {
+using kernels::cpu::ActivationMode;
+
+class ModelGoldenTest : public ::testing::TestWithParam<ActivationMode> {
  protected:
   static void SetUpTestSuite() {
     const std::string path = SourceDir() + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -45,24 +49,33 @@ class ModelGoldenTest : public ::testing::Test {
     eos_id_ = static_cast<int32_t>(file->GetInt("tokenizer.ggml.eos_token_id").value_or(-1));
     absl::StatusOr<std::unique_ptr<ModelWeights>> w = ModelFromGguf(file);
     ASSERT_TRUE(w.ok()) << w.status();
-    fx_ = new Fixture;
-    fx_->weights = *std::move(w);
-    fx_->backend = kernels::CreateCpuBackend({.threads = 2});
-    absl::StatusOr<std::unique_ptr<ModelRunner>> r =
-        ModelRunner::Create(fx_->weights.get(), fx_->backend.get(), 256);
-    ASSERT_TRUE(r.ok()) << r.status();
-    fx_->runner = *std::move(r);
+    weights_ = std::move(*w).release();
+    for (int i = 0; i < 2; ++i) {
+      fx_[i] = new Fixture;
+      fx_[i]->weights = weights_;
+      fx_[i]->backend = kernels::CreateCpuBackend(
+          {.threads = 2,
+           .activation_mode = i == 0 ? ActivationMode::kFloat : ActivationMode::kInt16});
+      absl::StatusOr<std::unique_ptr<ModelRunner>> r =
+          ModelRunner::Create(weights_, fx_[i]->backend.get(), 256);
+      ASSERT_TRUE(r.ok()) << r.status();
+      fx_[i]->runner = *std::move(r);
+    }
     std::ifstream in(SourceDir() + "/tests/golden/logits/golden.json");
     golden_ = new nlohmann::json(nlohmann::json::parse(in));
   }
   static void TearDownTestSuite() {
-    delete fx_;
+    for (Fixture*& f : fx_) {
+      delete f;
+      f = nullptr;
+    }
+    delete weights_;
     delete golden_;
-    fx_ = nullptr;
+    weights_ = nullptr;
     golden_ = nullptr;
   }
   void SetUp() override {
-    if (fx_ == nullptr) {
+    if (fx() == nullptr) {
       GTEST_SKIP() << "default model missing: run deploy/setup.sh to fetch "
                       "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     }
@@ -75,7 +88,7 @@ class ModelGoldenTest : public ::testing::Test {
     o.max_seq_len = len;
     o.num_blocks = seqs * ((len + 15) / 16);
     absl::StatusOr<std::unique_ptr<KvCache>> c =
-        KvCache::Create(fx_->backend.get(), fx_->weights->config, o);
+        KvCache::Create(fx()->backend.get(), fx()->weights->config, o);
     EXPECT_TRUE(c.ok()) << c.status();
     return *std::move(c);
   }
@@ -89,19 +102,24 @@ class ModelGoldenTest : public ::testing::Test {
     std::iota(pos.begin(), pos.end(), 0);
     std::iota(rows.begin(), rows.end(), 0);
     std::vector<float> logits(ids.size() * vocab());
-    absl::Status s = fx_->runner->Forward({ids, slots, pos, rows}, *cache, logits);
+    absl::Status s = fx()->runner->Forward({ids, slots, pos, rows}, *cache, logits);
     EXPECT_TRUE(s.ok()) << s;
     return logits;
   }
 
-  int64_t vocab() const { return fx_->weights->config.vocab_size; }
+  int64_t vocab() const { return fx()->weights->config.vocab_size; }
 
-  static Fixture* fx_;
+  // This test's mode's fixture.
+  Fixture* fx() const { return fx_[GetParam() == ActivationMode::kFloat ? 0 : 1]; }
+
+  static ModelWeights* weights_;
+  static Fixture* fx_[2];  // kFloat, kInt16
   static nlohmann::json* golden_;
   static int32_t eos_id_;
 };
 
-Fixture* ModelGoldenTest::fx_ = nullptr;
+ModelWeights* ModelGoldenTest::weights_ = nullptr;
+Fixture* ModelGoldenTest::fx_[2] = {nullptr, nullptr};
 nlohmann::json* ModelGoldenTest::golden_ = nullptr;
 int32_t ModelGoldenTest::eos_id_ = -1;
 
@@ -109,7 +127,7 @@ int32_t Argmax(const float* v, int64_t n) {
   return static_cast<int32_t>(std::max_element(v, v + n) - v);
 }
 
-TEST_F(ModelGoldenTest, PromptLogitsMatchTransformers) {
+TEST_P(ModelGoldenTest, PromptLogitsMatchTransformers) {
   std::ifstream bin(SourceDir() + "/tests/golden/logits/logits.bin", std::ios::binary);
   ASSERT_TRUE(bin.good());
   double max_diff_all = 0, sum_diff = 0, max_abs_logit = 0;
@@ -145,14 +163,16 @@ TEST_F(ModelGoldenTest, PromptLogitsMatchTransformers) {
     ++case_index;
   }
   const double mean_diff = sum_diff / n_diff;
-  std::printf("logit |diff| vs transformers: max %.2e, mean %.2e (max |logit| %.2f)\n",
-              max_diff_all, mean_diff, max_abs_logit);
+  std::printf("%s: logit |diff| vs transformers: max %.2e, mean %.2e (max |logit| %.2f)\n",
+              kernels::cpu::ActivationModeName(GetParam()), max_diff_all, mean_diff, max_abs_logit);
   RecordProperty("max_abs_logit_diff", std::to_string(max_diff_all));
   RecordProperty("mean_abs_logit_diff", std::to_string(mean_diff));
-  // Both engines multiply float activations with the same dequantized Q4_1
-  // weights, so only summation order differs (measured: max 4.6e-5, mean
-  // 6e-6). The bound leaves room for other CPUs' rounding while any wrong op
-  // (RoPE layout, norm, GQA mapping, 8-bit activations) is orders larger.
+  // kFloat: both engines multiply float activations with the same
+  // dequantized Q4_1 weights, so only summation order differs (measured: max
+  // 4.6e-5, mean 6e-6). kInt16 adds the 16-bit activation rounding (measured
+  // in docs/ENGINE.md: max ~6e-3, mean ~9e-4). The bound leaves room for
+  // other CPUs' rounding while any wrong op (RoPE layout, norm, GQA mapping,
+  // 8-bit activations: mean 0.21) is orders larger.
   EXPECT_LT(mean_diff, 1e-4 * max_abs_logit);
   EXPECT_LT(max_diff_all, 1e-3 * max_abs_logit);
 }
@@ -160,10 +180,10 @@ TEST_F(ModelGoldenTest, PromptLogitsMatchTransformers) {
 // With every weight dequantized to float32 the only differences from the
 // reference are float rounding: this checks the forward pass itself (RoPE
 // layout, GQA mapping, norms) much more tightly than the quantized path can.
-TEST_F(ModelGoldenTest, Float32WeightsMatchTransformersTightly) {
-  std::unique_ptr<ModelWeights> f32 = DequantizedCopy(*fx_->weights);
+TEST_P(ModelGoldenTest, Float32WeightsMatchTransformersTightly) {
+  std::unique_ptr<ModelWeights> f32 = DequantizedCopy(*fx()->weights);
   absl::StatusOr<std::unique_ptr<ModelRunner>> runner =
-      ModelRunner::Create(f32.get(), fx_->backend.get(), 64);
+      ModelRunner::Create(f32.get(), fx()->backend.get(), 64);
   ASSERT_TRUE(runner.ok()) << runner.status();
   std::ifstream bin(SourceDir() + "/tests/golden/logits/logits.bin", std::ios::binary);
   double max_diff = 0, max_abs = 0;
@@ -188,7 +208,7 @@ TEST_F(ModelGoldenTest, Float32WeightsMatchTransformersTightly) {
   EXPECT_LT(max_diff, 1e-3 * max_abs);
 }
 
-TEST_F(ModelGoldenTest, GreedyContinuationMatchesTransformers) {
+TEST_P(ModelGoldenTest, GreedyContinuationMatchesTransformers) {
   int case_index = 0;
   for (const auto& c : (*golden_)["cases"]) {
     std::vector<int32_t> ids = c["ids"].get<std::vector<int32_t>>();
@@ -201,7 +221,7 @@ TEST_F(ModelGoldenTest, GreedyContinuationMatchesTransformers) {
     std::vector<int32_t> slots(ids.size(), 0), pos(ids.size());
     std::iota(pos.begin(), pos.end(), 0);
     std::vector<int32_t> last_row = {static_cast<int32_t>(ids.size()) - 1};
-    ASSERT_TRUE(fx_->runner->Forward({ids, slots, pos, last_row}, *cache, logits).ok());
+    ASSERT_TRUE(fx()->runner->Forward({ids, slots, pos, last_row}, *cache, logits).ok());
     for (size_t step = 0; step < ref.size(); ++step) {
       // The reference generated with min_new_tokens = 64, which masks EOS.
       if (eos_id_ >= 0) logits[eos_id_] = -INFINITY;
@@ -216,7 +236,7 @@ TEST_F(ModelGoldenTest, GreedyContinuationMatchesTransformers) {
       const int32_t p = static_cast<int32_t>(ids.size());
       ids.push_back(next);
       const int32_t tok[1] = {next}, slot[1] = {0}, position[1] = {p}, row[1] = {0};
-      ASSERT_TRUE(fx_->runner->Forward({tok, slot, position, row}, *cache, logits).ok());
+      ASSERT_TRUE(fx()->runner->Forward({tok, slot, position, row}, *cache, logits).ok());
     }
     ++case_index;
   }
@@ -225,7 +245,7 @@ TEST_F(ModelGoldenTest, GreedyContinuationMatchesTransformers) {
 // The same sequences alone, finished by a lone decode step, all in one batch,
 // and as interleaved 3-token prefill chunks sharing steps: the last-position
 // logits are bit-identical.
-TEST_F(ModelGoldenTest, BatchCompositionDoesNotChangeLogits) {
+TEST_P(ModelGoldenTest, BatchCompositionDoesNotChangeLogits) {
   std::vector<std::vector<int32_t>> prompts;
   for (const auto& c : (*golden_)["cases"]) prompts.push_back(c["ids"].get<std::vector<int32_t>>());
   const int32_t n_seq = static_cast<int32_t>(prompts.size());
@@ -246,9 +266,9 @@ TEST_F(ModelGoldenTest, BatchCompositionDoesNotChangeLogits) {
     std::vector<int32_t> head(p.begin(), p.end() - 1), slots(n - 1, 0), pos(n - 1);
     std::iota(pos.begin(), pos.end(), 0);
     std::vector<float> logits(vocab());
-    ASSERT_TRUE(fx_->runner->Forward({head, slots, pos, {}}, *cache, logits).ok());
+    ASSERT_TRUE(fx()->runner->Forward({head, slots, pos, {}}, *cache, logits).ok());
     const int32_t tok[1] = {p.back()}, slot[1] = {0}, last_pos[1] = {n - 1}, row[1] = {0};
-    ASSERT_TRUE(fx_->runner->Forward({tok, slot, last_pos, row}, *cache, logits).ok());
+    ASSERT_TRUE(fx()->runner->Forward({tok, slot, last_pos, row}, *cache, logits).ok());
     EXPECT_EQ(0, std::memcmp(logits.data(), alone[s].data(), vocab() * sizeof(float)))
         << "sequence " << s << " differs when its last token runs as a decode step";
   }
@@ -268,7 +288,7 @@ TEST_F(ModelGoldenTest, BatchCompositionDoesNotChangeLogits) {
       rows.push_back(static_cast<int32_t>(tokens.size()) - 1);
     }
     std::vector<float> logits(n_seq * vocab());
-    ASSERT_TRUE(fx_->runner->Forward({tokens, slots, pos, rows}, *cache, logits).ok());
+    ASSERT_TRUE(fx()->runner->Forward({tokens, slots, pos, rows}, *cache, logits).ok());
     for (int32_t s = 0; s < n_seq; ++s) {
       EXPECT_EQ(0, std::memcmp(&logits[s * vocab()], alone[s].data(), vocab() * sizeof(float)))
           << "sequence " << s << " differs when batched";
@@ -301,7 +321,7 @@ TEST_F(ModelGoldenTest, BatchCompositionDoesNotChangeLogits) {
       }
       if (tokens.empty()) continue;
       std::vector<float> logits(rows.size() * vocab());
-      ASSERT_TRUE(fx_->runner->Forward({tokens, slots, pos, rows}, *cache, logits).ok());
+      ASSERT_TRUE(fx()->runner->Forward({tokens, slots, pos, rows}, *cache, logits).ok());
       for (size_t r = 0; r < rows.size(); ++r) {
         last[row_seq[r]].assign(logits.begin() + r * vocab(), logits.begin() + (r + 1) * vocab());
       }
@@ -314,19 +334,25 @@ TEST_F(ModelGoldenTest, BatchCompositionDoesNotChangeLogits) {
   }
 }
 
-TEST_F(ModelGoldenTest, RejectsBadBatches) {
+TEST_P(ModelGoldenTest, RejectsBadBatches) {
   auto cache = NewCache(1, 16);
   ASSERT_TRUE(cache->AddSequence().ok());
   ASSERT_TRUE(cache->Reserve(0, 4).ok());
   std::vector<float> logits(vocab());
   const int32_t bad_tok[1] = {static_cast<int32_t>(vocab())}, slot[1] = {0}, pos[1] = {0},
                 row[1] = {0};
-  EXPECT_EQ(fx_->runner->Forward({bad_tok, slot, pos, row}, *cache, logits).code(),
+  EXPECT_EQ(fx()->runner->Forward({bad_tok, slot, pos, row}, *cache, logits).code(),
             absl::StatusCode::kInvalidArgument);
   const int32_t tok[1] = {1}, far_pos[1] = {16};  // one 16-position block reserved
-  EXPECT_EQ(fx_->runner->Forward({tok, slot, far_pos, row}, *cache, logits).code(),
+  EXPECT_EQ(fx()->runner->Forward({tok, slot, far_pos, row}, *cache, logits).code(),
             absl::StatusCode::kInvalidArgument);
 }
+
+INSTANTIATE_TEST_SUITE_P(ActivationModes, ModelGoldenTest,
+                         ::testing::Values(ActivationMode::kFloat, ActivationMode::kInt16),
+                         [](const ::testing::TestParamInfo<ActivationMode>& info) {
+                           return info.param == ActivationMode::kFloat ? "Float" : "Int16";
+                         });
 
 }  // namespace
 }  // namespace chai::engine

@@ -86,8 +86,9 @@ class RecordingBackend final : public Backend {
     if (capturing_) return Misuse("Synchronize");
     cpu_->Synchronize();
   }
-  absl::StatusOr<kernels::PreparedWeight> PrepareWeight(const WeightView& host) override {
-    return cpu_->PrepareWeight(host);
+  absl::StatusOr<kernels::PreparedWeight> PrepareWeight(const WeightView& host,
+                                                        kernels::WeightUse use) override {
+    return cpu_->PrepareWeight(host, use);
   }
   void Embed(const WeightView& t, const int32_t* ids, int32_t n, float* out) override {
     Op([=, this] { cpu_->Embed(t, ids, n, out); });

@@ -14,10 +14,10 @@
 // matrix the decode step streams (all layer matrices plus the output
 // projection; the embedding lookup reads one row). --activations picks the
 // CPU matmul's activation mode (kernels/cpu/matmul.h; default: the
-// backend's, float). --op-times adds where a batch-1 decode step's time goes:
-// the same decode run through TimedBackend (engine/bench/timed_backend.h),
-// milliseconds per token by op, and the rest of the step (ModelRunner's own
-// work, logits copy) as "other".
+// backend's, float). --op-times adds where a decode step's time goes at
+// each batch size: the same decode run through TimedBackend
+// (engine/bench/timed_backend.h), milliseconds per step by op, and the rest
+// of the step (ModelRunner's own work, logits copy) as "other".
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -234,15 +234,19 @@ int Main(int argc, char** argv) {
     Bench tb{model->weights.get(), &timed, timed_runner.get()};
     tb.on_steps_start = [&timed] { timed.Reset(); };  // charge only the decode steps
     (void)tb.Decode(1, prompt_len, 4);
-    const double step_s = tb.Decode(1, prompt_len, steps) / steps;
-    double ops_s = 0;
-    for (const auto& [name, op] : timed.ops()) {
-      out["op_times_batch1_ms_per_token"][name] = 1e3 * op.seconds / steps;
-      out["op_calls_batch1_per_token"][name] = op.calls / steps;
-      ops_s += op.seconds / steps;
+    for (int32_t batch : batches) {
+      const double step_s = tb.Decode(batch, prompt_len, steps) / steps;
+      nlohmann::json& ms = out["op_times_ms_per_step"][std::to_string(batch)];
+      nlohmann::json& calls = out["op_calls_per_step"][std::to_string(batch)];
+      double ops_s = 0;
+      for (const auto& [name, op] : timed.ops()) {
+        ms[name] = 1e3 * op.seconds / steps;
+        calls[name] = op.calls / steps;
+        ops_s += op.seconds / steps;
+      }
+      ms["other"] = 1e3 * (step_s - ops_s);
+      ms["step"] = 1e3 * step_s;
     }
-    out["op_times_batch1_ms_per_token"]["other"] = 1e3 * (step_s - ops_s);
-    out["op_times_batch1_ms_per_token"]["step"] = 1e3 * step_s;
   }
   const double roofline_tps = bandwidth / static_cast<double>(weight_bytes);
   out["decode_batch1_roofline_tokens_per_s"] = roofline_tps;
@@ -265,11 +269,15 @@ int Main(int argc, char** argv) {
   std::printf("batch-1 roofline           %8.1f tokens/s; measured share %.0f%%\n", roofline_tps,
               100 * tps1 / roofline_tps);
   if (op_times) {
-    std::printf("batch-1 decode step by op (ms/token, calls/token; timed separately):\n");
-    for (const auto& [name, ms] : out["op_times_batch1_ms_per_token"].items()) {
-      const auto& calls = out["op_calls_batch1_per_token"];
-      std::printf("  %-12s %7.3f ms  %5s\n", name.c_str(), ms.get<double>(),
-                  calls.contains(name) ? std::to_string(calls[name].get<int64_t>()).c_str() : "");
+    for (int32_t batch : batches) {
+      const std::string k = std::to_string(batch);
+      std::printf("batch-%s decode step by op (ms/step, calls/step; timed separately):\n",
+                  k.c_str());
+      const auto& calls = out["op_calls_per_step"][k];
+      for (const auto& [name, ms] : out["op_times_ms_per_step"][k].items()) {
+        std::printf("  %-12s %7.3f ms  %5s\n", name.c_str(), ms.get<double>(),
+                    calls.contains(name) ? std::to_string(calls[name].get<int64_t>()).c_str() : "");
+      }
     }
   }
   return 0;

@@ -46,8 +46,9 @@ class TimedBackend : public kernels::Backend {
     Timed("Copy", [&] { inner_->CopyToHost(dst, src, bytes); });
   }
   void Synchronize() override { inner_->Synchronize(); }
-  absl::StatusOr<kernels::PreparedWeight> PrepareWeight(const kernels::WeightView& w) override {
-    return inner_->PrepareWeight(w);
+  absl::StatusOr<kernels::PreparedWeight> PrepareWeight(const kernels::WeightView& w,
+                                                        kernels::WeightUse use) override {
+    return inner_->PrepareWeight(w, use);
   }
   void Embed(const kernels::WeightView& t, const int32_t* ids, int32_t n, float* out) override {
     Timed("Embed", [&] { inner_->Embed(t, ids, n, out); });
@@ -58,6 +59,11 @@ class TimedBackend : public kernels::Backend {
   }
   void MatMul(const kernels::WeightView& w, const float* x, int32_t m, float* y) override {
     Timed("MatMul", [&] { inner_->MatMul(w, x, m, y); });
+  }
+  // Charged to "MatMul" as one call.
+  void MatMulShared(std::span<const kernels::WeightView> ws, const float* x, int32_t m,
+                    std::span<float* const> ys) override {
+    Timed("MatMul", [&] { inner_->MatMulShared(ws, x, m, ys); });
   }
   void Rope(float* x, const int32_t* pos, int32_t n, int32_t heads,
             const kernels::RopeParams& rope) override {

@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "kernels/cpu/attention_kernels.h"
+#include "kernels/cpu/fast_exp.h"
 #include "kernels/cpu/matmul_avx2_common.h"
 
 namespace chai::kernels::cpu::internal {
@@ -105,7 +106,28 @@ CHAI_AVX2 void ScoreAvx2(const ScoreArgs& a) {
       max_s[j] = m;
     }
   }
-  ExpNormalize(a, max_s);
+  ExpNormalizeAvx2(a, max_s);
+}
+
+CHAI_AVX2 void ExpNormalizeAvx2(const ScoreArgs& a, const float* max_s) {
+  for (int32_t j = 0; j < a.n_heads; ++j) {
+    const int32_t h = a.heads[j];
+    float* pj = a.probs + int64_t{h} * a.len;
+    const __m256 m = _mm256_set1_ps(max_s[j]);
+    __m256 acc = _mm256_setzero_ps();
+    int32_t p = 0;
+    for (; p + 8 <= a.len; p += 8) {
+      const __m256 e = FastExp8(_mm256_sub_ps(_mm256_loadu_ps(pj + p), m));
+      _mm256_storeu_ps(pj + p, e);
+      acc = _mm256_add_ps(acc, e);
+    }
+    float tail = 0.0f;
+    for (; p < a.len; ++p) {
+      pj[p] = FastExp(pj[p] - max_s[j]);
+      tail += pj[p];
+    }
+    a.inv_sum[h] = 1.0f / (Hsum(acc) + tail);
+  }
 }
 
 CHAI_AVX2 void MixAvx2(const MixArgs& a) {

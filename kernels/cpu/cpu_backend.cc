@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/interleave.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
 
@@ -35,7 +36,9 @@ class CpuBackend final : public Backend {
 
  public:
   explicit CpuBackend(const CpuBackendOptions& options)
-      : pool_(options.threads), matmul_(&pool_, options.matmul_impl, options.activation_mode) {}
+      : pool_(options.threads),
+        matmul_(&pool_, options.matmul_impl, options.activation_mode),
+        interleave_(options.activation_mode == cpu::ActivationMode::kInt16) {}
 
   std::string_view name() const override { return "cpu"; }
 
@@ -58,13 +61,29 @@ class CpuBackend final : public Backend {
   }
   void Synchronize() override {}
 
-  absl::StatusOr<PreparedWeight> PrepareWeight(const WeightView& host) override {
+  absl::StatusOr<PreparedWeight> PrepareWeight(const WeightView& host, WeightUse use) override {
     if (host.rows < 0 || host.cols < 0 || (host.data == nullptr && host.rows * host.cols > 0)) {
       return absl::InvalidArgumentError("cpu: weight view without data or with negative shape");
     }
-    if (RowBytes(host.dtype, host.cols) < 0) {
+    if (host.layout != WeightLayout::kRowMajor) {
+      return absl::InvalidArgumentError("cpu: weight view is not row-major");
+    }
+    const int64_t row_bytes = RowBytes(host.dtype, host.cols);
+    if (row_bytes < 0) {
       return absl::InvalidArgumentError(absl::StrCat("cpu: ", Name(host.dtype), " weight with ",
                                                      host.cols, " columns (not whole blocks)"));
+    }
+    // The int16 kernels read 8 interleaved rows at a time (interleave.h):
+    // a copy in that layout, made once here. Everything else is read in place.
+    if (use == WeightUse::kMatMul && interleave_ && cpu::Interleavable(host.dtype) &&
+        host.rows >= cpu::kInterleave) {
+      absl::StatusOr<std::unique_ptr<Buffer>> copy = Allocate(row_bytes * host.rows);
+      if (!copy.ok()) return copy.status();
+      cpu::InterleaveRows(host.dtype, host.rows, host.cols, host.data, (*copy)->data());
+      WeightView view = host;
+      view.data = (*copy)->data();
+      view.layout = WeightLayout::kInterleaved8;
+      return PreparedWeight{view, *std::move(copy)};
     }
     return PreparedWeight{host, nullptr};
   }
@@ -89,6 +108,10 @@ class CpuBackend final : public Backend {
   }
   void MatMul(const WeightView& w, const float* x, int32_t m, float* y) override {
     matmul_.Run(w, x, m, y);
+  }
+  void MatMulShared(std::span<const WeightView> ws, const float* x, int32_t m,
+                    std::span<float* const> ys) override {
+    matmul_.RunShared(ws, x, m, ys);
   }
   void Rope(float* x, const int32_t* pos, int32_t n, int32_t heads,
             const RopeParams& rope) override {
@@ -131,6 +154,7 @@ class CpuBackend final : public Backend {
  private:
   cpu::ThreadPool pool_;
   cpu::MatMul matmul_;
+  const bool interleave_;  // MatMul weights of the int16 types are interleaved
 };
 
 }  // namespace

@@ -3,7 +3,10 @@
 //
 // Ops run synchronously on the calling thread plus the pool; Synchronize() is
 // a no-op. Weights are used in place: PrepareWeight returns a view of the
-// caller's memory (zero copy), so an mmapped GGUF is read directly.
+// caller's memory (zero copy), so an mmapped GGUF is read directly, except
+// that in ActivationMode::kInt16 the Q4_0/Q4_1/Q8_0 MatMul weights are
+// copied once into the row-interleaved layout their kernels read
+// (kernels/cpu/interleave.h; the same number of bytes).
 //
 // Determinism: every op's value for a token row is bit-identical whatever the
 // batch composition and the thread count (DESIGN.md section 3); see

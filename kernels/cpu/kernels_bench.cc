@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "kernels/cpu/interleave.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/memory_bandwidth.h"
@@ -81,20 +82,28 @@ BENCHMARK(BM_MemoryReadBandwidth)->Iterations(1)->UseRealTime()->Unit(benchmark:
 
 // A weight matrix and as many byte-identical copies at distinct addresses as
 // needed to exceed kColdBytes, so cycling through them defeats the caches.
+// interleave: in the kInterleaved8 layout (interleave.h).
 struct ColdWeights {
-  ColdWeights(DType t, int64_t rows, int64_t cols) : type(t), rows(rows), cols(cols) {
+  ColdWeights(DType t, int64_t rows, int64_t cols, bool interleave)
+      : type(t), rows(rows), cols(cols), interleaved(interleave) {
     std::mt19937 rng(7);
-    const std::vector<uint8_t> one = testing::RandomWeightBytes(t, rows, cols, rng);
+    std::vector<uint8_t> one = testing::RandomWeightBytes(t, rows, cols, rng);
+    if (interleave) {
+      const std::vector<uint8_t> src = one;
+      InterleaveRows(t, rows, cols, src.data(), one.data());
+    }
     bytes = one.size();
     copies = std::max<size_t>(2, kColdBytes / bytes + 1);
     storage = std::make_unique<AlignedBytes>(bytes * copies);
     for (size_t c = 0; c < copies; ++c) std::memcpy(storage->data + c * bytes, one.data(), bytes);
   }
   WeightView view(size_t i) const {
-    return {type, rows, cols, storage->data + (i % copies) * bytes};
+    return {type, rows, cols, storage->data + (i % copies) * bytes,
+            interleaved ? WeightLayout::kInterleaved8 : WeightLayout::kRowMajor};
   }
   DType type;
   int64_t rows, cols;
+  bool interleaved;
   size_t bytes = 0, copies = 0;
   std::unique_ptr<AlignedBytes> storage;
 };
@@ -111,19 +120,27 @@ void SetCounters(benchmark::State& state, double bytes_per_iter, int64_t m) {
                          benchmark::Counter::kIsRate);
 }
 
+// Mode arguments: 0 float, 1 int8, 2 int16 (row-major weights), 3 int16
+// with interleaved weights (what CpuBackend runs in kInt16 mode).
 ActivationMode ModeArg(int64_t v) {
   return v == 0 ? ActivationMode::kFloat : v == 1 ? ActivationMode::kInt8 : ActivationMode::kInt16;
 }
+bool InterleaveArg(int64_t v) { return v == 3; }
+std::string ModeLabel(int64_t v) {
+  return std::string(ActivationModeName(ModeArg(v))) + (InterleaveArg(v) ? "-x8" : "");
+}
 
-// Args: dtype, rows, cols, m, mode (0 float, 1 int8, 2 int16).
+// Args: dtype, rows, cols, m, mode (ModeArg).
 void BM_MatMul(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
   const int64_t rows = state.range(1), cols = state.range(2), m = state.range(3);
   const ActivationMode mode = ModeArg(state.range(4));
   static std::unique_ptr<ColdWeights> cache;
-  if (!cache || cache->type != t || cache->rows != rows || cache->cols != cols) {
+  const bool interleave = InterleaveArg(state.range(4));
+  if (!cache || cache->type != t || cache->rows != rows || cache->cols != cols ||
+      cache->interleaved != interleave) {
     cache.reset();
-    cache = std::make_unique<ColdWeights>(t, rows, cols);
+    cache = std::make_unique<ColdWeights>(t, rows, cols, interleave);
   }
   std::mt19937 rng(8);
   const std::vector<float> x = testing::RandomFloats(m * cols, rng);
@@ -136,13 +153,13 @@ void BM_MatMul(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   SetCounters(state, static_cast<double>(cache->bytes), m);
-  state.SetLabel(std::string(Name(t)) + " " + ActivationModeName(mode));
+  state.SetLabel(std::string(Name(t)) + " " + ModeLabel(state.range(4)));
 }
 
 void MatMulArgs(benchmark::internal::Benchmark* b) {
   const int64_t q41 = static_cast<int64_t>(DType::kQ4_1);
   const int64_t q80 = static_cast<int64_t>(DType::kQ8_0);
-  for (int64_t mode : {0, 1, 2}) {
+  for (int64_t mode : {0, 1, 2, 3}) {
     for (int64_t m : {1, 8, 32}) {
       b->Args({q41, kDim, kDim, m, mode});    // attn q, o
       b->Args({q41, kKvDim, kDim, m, mode});  // attn k, v
@@ -156,10 +173,11 @@ BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->UseRealTime();
 
 // Every matrix of one SmolLM2-135M forward pass, in order, at batch m: the
 // weight traffic of one decode step (attention and norms excluded).
-// Args: m, mode (0 float, 1 int8, 2 int16).
+// Args: m, mode (ModeArg).
 void BM_DecodeWeights(benchmark::State& state) {
   const int64_t m = state.range(0);
   const ActivationMode mode = ModeArg(state.range(1));
+  const bool interleave = InterleaveArg(state.range(1));
   struct Shape {
     DType t;
     int64_t rows, cols;
@@ -174,8 +192,10 @@ void BM_DecodeWeights(benchmark::State& state) {
     }
   }
   shapes.push_back({DType::kQ8_0, kVocab, kDim});
-  static std::unique_ptr<AlignedBytes> model;
-  static std::vector<WeightView> views;
+  static std::unique_ptr<AlignedBytes> models[2];  // row-major, interleaved
+  static std::vector<WeightView> layouts[2];
+  std::unique_ptr<AlignedBytes>& model = models[interleave];
+  std::vector<WeightView>& views = layouts[interleave];
   if (!model) {
     size_t total = 0;
     for (const Shape& s : shapes) total += RowBytes(s.t, s.cols) * s.rows;
@@ -184,8 +204,13 @@ void BM_DecodeWeights(benchmark::State& state) {
     size_t off = 0;
     for (const Shape& s : shapes) {
       const std::vector<uint8_t> w = testing::RandomWeightBytes(s.t, s.rows, s.cols, rng);
-      std::memcpy(model->data + off, w.data(), w.size());
-      views.push_back({s.t, s.rows, s.cols, model->data + off});
+      if (interleave) {
+        InterleaveRows(s.t, s.rows, s.cols, w.data(), model->data + off);
+      } else {
+        std::memcpy(model->data + off, w.data(), w.size());
+      }
+      views.push_back({s.t, s.rows, s.cols, model->data + off,
+                       interleave ? WeightLayout::kInterleaved8 : WeightLayout::kRowMajor});
       off += w.size();
     }
   }
@@ -200,12 +225,12 @@ void BM_DecodeWeights(benchmark::State& state) {
   }
   SetCounters(state, static_cast<double>(model->size), m);
   state.counters["model_mb"] = static_cast<double>(model->size) / 1e6;
-  state.SetLabel(ActivationModeName(mode));
+  state.SetLabel(ModeLabel(state.range(1)));
 }
 // Modes interleaved per batch size, so a change in machine load during the
 // run hits both alike.
 BENCHMARK(BM_DecodeWeights)
-    ->ArgsProduct({{1, 8, 32}, {0, 1, 2}})
+    ->ArgsProduct({{1, 8, 32}, {0, 1, 2, 3}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
@@ -213,16 +238,23 @@ BENCHMARK(BM_DecodeWeights)
 // matrix (23 KB, L1-resident) against `nr` activation rows, one thread, the
 // row-dot function called directly (no pool, no quantization). ns_per_block
 // is per 32-weight block of the matrix (all nr rows); multiply by the clock
-// (GHz) for cycles per block. Args: mode (0 float, 1 int8, 2 int16), nr.
+// (GHz) for cycles per block. Args: mode (ModeArg), nr.
 void BM_RowDotHot(benchmark::State& state) {
   const ActivationMode mode = ModeArg(state.range(0));
+  const bool interleave = InterleaveArg(state.range(0));
   const int nr = static_cast<int>(state.range(1));
   constexpr int64_t kRows = 64, kCols = kDim;
   const DType t = DType::kQ4_1;
   const internal::KernelChoice k = internal::ChooseKernel(
       t, mode, internal::CpuHasAvx2Fma() ? MatMulImpl::kAvx2 : MatMulImpl::kScalar);
   std::mt19937 rng(11);
-  const std::vector<uint8_t> w = testing::RandomWeightBytes(t, kRows, kCols, rng);
+  std::vector<uint8_t> w = testing::RandomWeightBytes(t, kRows, kCols, rng);
+  if (interleave) {
+    const std::vector<uint8_t> src = w;
+    InterleaveRows(t, kRows, kCols, src.data(), w.data());
+  }
+  const internal::RowDotFn group_fn =
+      internal::CpuHasAvx2Fma() ? internal::Avx2Int16GroupDot(t) : internal::ScalarInt16GroupDot(t);
   const std::vector<float> x = testing::RandomFloats(nr * kCols, rng);
   const int64_t stride = internal::ActRowBytes(k.format, kCols);
   std::vector<char> act(stride * nr);
@@ -233,8 +265,14 @@ void BM_RowDotHot(benchmark::State& state) {
   const int64_t w_stride = RowBytes(t, kCols);
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    for (int64_t r = 0; r < kRows; ++r) {
-      k.fn(w.data() + r * w_stride, act.data(), stride, nr, kCols, y.data() + r, kRows);
+    if (interleave) {
+      for (int64_t r = 0; r < kRows; r += kInterleave) {
+        group_fn(w.data() + r * w_stride, act.data(), stride, nr, kCols, y.data() + r, kRows);
+      }
+    } else {
+      for (int64_t r = 0; r < kRows; ++r) {
+        k.fn(w.data() + r * w_stride, act.data(), stride, nr, kCols, y.data() + r, kRows);
+      }
     }
     benchmark::ClobberMemory();
   }
@@ -242,9 +280,9 @@ void BM_RowDotHot(benchmark::State& state) {
       std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
   state.counters["ns_per_block"] =
       ns / (static_cast<double>(kRows * (kCols / 32)) * static_cast<double>(state.iterations()));
-  state.SetLabel(std::string(ActivationModeName(mode)) + " nr " + std::to_string(nr));
+  state.SetLabel(ModeLabel(state.range(0)) + " nr " + std::to_string(nr));
 }
-BENCHMARK(BM_RowDotHot)->ArgsProduct({{0, 2}, {1, 4}})->UseRealTime();
+BENCHMARK(BM_RowDotHot)->ArgsProduct({{0, 2, 3}, {1, 4}})->UseRealTime();
 
 }  // namespace
 }  // namespace chai::kernels::cpu

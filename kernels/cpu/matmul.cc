@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <new>
+#include <span>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
+#include "kernels/cpu/interleave.h"
 #include "kernels/cpu/matmul_kernels.h"
 
 namespace chai::kernels::cpu {
@@ -27,6 +30,7 @@ using internal::ActFormat;
 // Output rows per scheduling unit: 16 floats = one cache line of y per
 // activation row, so threads never write the same line.
 constexpr int64_t kRowGroup = 16;
+static_assert(kRowGroup % kInterleave == 0, "a thread's rows are whole interleaved groups");
 // Weight rows swept per activation tile: small enough to stay in L1 while
 // every activation tile of the batch passes over them.
 constexpr int64_t kRowBlock = 16;
@@ -90,12 +94,97 @@ MatMul::MatMul(ThreadPool* pool, MatMulImpl impl, ActivationMode mode)
 
 MatMul::~MatMul() = default;
 
-void MatMul::Run(const WeightView& w, const float* x, int64_t m, float* y) {
-  if (m <= 0 || w.rows <= 0) return;
-  const int64_t cols = w.cols;
-  const internal::KernelChoice kernel = internal::ChooseKernel(w.dtype, mode_, impl_);
-  const ActFormat format = kernel.format;
+namespace {
 
+// One weight of a Run/RunShared call: its kernels and where its rows go.
+struct Job {
+  WeightView w;
+  internal::KernelChoice kernel;
+  internal::RowDotFn group_fn = nullptr;  // kInterleaved8 only
+  float* y = nullptr;
+  int64_t w_stride = 0;
+  int64_t groups = 0;  // scheduling units of kRowGroup rows
+};
+
+// Rows [r_begin, r_end) of job j's output for all m activation rows.
+void RunRows(const Job& j, const char* act, int64_t act_stride, int64_t m, int64_t r_begin,
+             int64_t r_end) {
+  const int64_t rows = j.w.rows, cols = j.w.cols;
+  const char* wbase = static_cast<const char*>(j.w.data);
+  const int64_t tile = j.kernel.max_tile;
+  if (j.group_fn != nullptr) {
+    // 8 rows per call from one interleaved group (rows up to full); the
+    // last rows % 8 are row-major and take the row kernel. Each activation
+    // tile re-reads the group's weights from L1 (a few KB).
+    const int64_t full = rows / kInterleave * kInterleave;
+    for (int64_t r0 = r_begin; r0 < r_end;) {
+      const bool group = r0 + kInterleave <= full;
+      const int64_t step = group ? internal::kMaxTileGroup : tile;
+      for (int64_t i = 0; i < m; i += step) {
+        const int nr = static_cast<int>(std::min<int64_t>(step, m - i));
+        (group ? j.group_fn : j.kernel.fn)(wbase + r0 * j.w_stride, act + i * act_stride,
+                                           act_stride, nr, cols, j.y + i * rows + r0, rows);
+      }
+      r0 += group ? kInterleave : 1;
+    }
+    return;
+  }
+  for (int64_t r0 = r_begin; r0 < r_end; r0 += kRowBlock) {
+    const int64_t r1 = std::min(r_end, r0 + kRowBlock);
+    for (int64_t i = 0; i < m; i += tile) {
+      const int nr = static_cast<int>(std::min<int64_t>(tile, m - i));
+      for (int64_t r = r0; r < r1; ++r) {
+        j.kernel.fn(wbase + r * j.w_stride, act + i * act_stride, act_stride, nr, cols,
+                    j.y + i * rows + r, rows);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void MatMul::Run(const WeightView& w, const float* x, int64_t m, float* y) {
+  RunShared(std::span<const WeightView>(&w, 1), x, m, std::span<float* const>(&y, 1));
+}
+
+void MatMul::RunShared(std::span<const WeightView> ws, const float* x, int64_t m,
+                       std::span<float* const> ys) {
+  if (m <= 0) return;
+  absl::InlinedVector<Job, 4> jobs;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const WeightView& w = ws[i];
+    if (w.rows <= 0) continue;
+    Job j;
+    j.w = w;
+    j.y = ys[i];
+    const bool interleaved = w.layout == WeightLayout::kInterleaved8;
+    // Interleaved weights exist only for the int16 kernels (interleave.h).
+    j.kernel = internal::ChooseKernel(w.dtype, interleaved ? ActivationMode::kInt16 : mode_, impl_);
+    if (interleaved) {
+      j.group_fn = impl_ == MatMulImpl::kAvx2 ? internal::Avx2Int16GroupDot(w.dtype)
+                                              : internal::ScalarInt16GroupDot(w.dtype);
+    }
+    j.w_stride = RowBytes(w.dtype, w.cols);
+    j.groups = (w.rows + kRowGroup - 1) / kRowGroup;
+    jobs.push_back(j);
+  }
+  if (jobs.empty()) return;
+  // One shared activation format, and no job on the dequantize-once batch
+  // path (it has its own loop): otherwise each weight runs alone.
+  const auto batch_path = [m](const Job& j) {
+    return j.kernel.predequant_fn != nullptr && m > j.kernel.max_tile;
+  };
+  bool fuse = true;
+  for (const Job& j : jobs) {
+    fuse = fuse && j.kernel.format == jobs[0].kernel.format && !batch_path(j);
+  }
+  if (!fuse && jobs.size() > 1) {
+    for (const Job& j : jobs) Run(j.w, x, m, j.y);
+    return;
+  }
+
+  const int64_t cols = jobs[0].w.cols;
+  const ActFormat format = jobs[0].kernel.format;
   const void* act = x;
   int64_t act_stride = cols * static_cast<int64_t>(sizeof(float));
   if (format != ActFormat::kF32) {
@@ -106,9 +195,10 @@ void MatMul::Run(const WeightView& w, const float* x, int64_t m, float* y) {
       scratch_bytes_ = need;
     }
     char* q = static_cast<char*>(scratch_.get());
+    const internal::QuantizeRowFn quantize_row = jobs[0].kernel.quantize;
     auto quantize = [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        kernel.quantize(format, x + i * cols, cols, q + i * act_stride);
+        quantize_row(format, x + i * cols, cols, q + i * act_stride);
       }
     };
     // A row is ~0.1-1 us of work: a pool handoff only pays for a batch.
@@ -119,56 +209,57 @@ void MatMul::Run(const WeightView& w, const float* x, int64_t m, float* y) {
     }
     act = q;
   }
-
-  const internal::RowDotFn fn = kernel.fn;
-  int64_t tile = kernel.max_tile;
-  const int64_t rows = w.rows;
-  const int64_t w_stride = RowBytes(w.dtype, cols);
-  const char* wbase = static_cast<const char*>(w.data);
   const char* abase = static_cast<const char*>(act);
-  const int64_t groups = (rows + kRowGroup - 1) / kRowGroup;
-  if (kernel.predequant_fn != nullptr && m > tile) {
+
+  if (batch_path(jobs[0])) {
     // Batch path: dequantize a block of weight rows once (exactly the values
     // the fused kernel computes in registers) and sweep every activation
     // tile over it with the same accumulation: bit-identical to the fused
     // kernel, without repeating the dequantization for every tile. Tiles
     // stay within ~24 KB of L1, as each is re-read for every weight row of
     // the block (NR changes speed, never results).
+    const Job& j = jobs[0];
+    const int64_t rows = j.w.rows;
+    const char* wbase = static_cast<const char*>(j.w.data);
+    int64_t tile = j.kernel.max_tile;
     while (tile > 4 && tile * cols * static_cast<int64_t>(sizeof(float)) > (int64_t{24} << 10)) {
       tile /= 2;
     }
-    const internal::RowDotFn pfn = kernel.predequant_fn;
-    pool_->ParallelFor(groups, [&](int64_t gbegin, int64_t gend) {
+    const internal::RowDotFn pfn = j.kernel.predequant_fn;
+    pool_->ParallelFor(j.groups, [&](int64_t gbegin, int64_t gend) {
       thread_local std::vector<float> wbuf;
       if (wbuf.size() < static_cast<size_t>(kRowBlock * cols)) wbuf.resize(kRowBlock * cols);
       const int64_t rend = std::min(rows, gend * kRowGroup);
       for (int64_t r0 = gbegin * kRowGroup; r0 < rend; r0 += kRowBlock) {
         const int64_t r1 = std::min(rend, r0 + kRowBlock);
         for (int64_t r = r0; r < r1; ++r) {
-          kernel.dequant_row(wbase + r * w_stride, cols, &wbuf[(r - r0) * cols]);
+          j.kernel.dequant_row(wbase + r * j.w_stride, cols, &wbuf[(r - r0) * cols]);
         }
         for (int64_t i = 0; i < m; i += tile) {
           const int nr = static_cast<int>(std::min<int64_t>(tile, m - i));
           for (int64_t r = r0; r < r1; ++r) {
             pfn(&wbuf[(r - r0) * cols], abase + i * act_stride, act_stride, nr, cols,
-                y + i * rows + r, rows);
+                j.y + i * rows + r, rows);
           }
         }
       }
     });
     return;
   }
-  pool_->ParallelFor(groups, [&](int64_t gbegin, int64_t gend) {
-    const int64_t rend = std::min(rows, gend * kRowGroup);
-    for (int64_t r0 = gbegin * kRowGroup; r0 < rend; r0 += kRowBlock) {
-      const int64_t r1 = std::min(rend, r0 + kRowBlock);
-      for (int64_t i = 0; i < m; i += tile) {
-        const int nr = static_cast<int>(std::min<int64_t>(tile, m - i));
-        for (int64_t r = r0; r < r1; ++r) {
-          fn(wbase + r * w_stride, abase + i * act_stride, act_stride, nr, cols, y + i * rows + r,
-             rows);
-        }
+
+  // Every weight's row groups as one index space [0, total), so the pool
+  // splits all of them together.
+  int64_t total = 0;
+  for (const Job& j : jobs) total += j.groups;
+  pool_->ParallelFor(total, [&](int64_t gbegin, int64_t gend) {
+    int64_t first = 0;  // first unit of the current job
+    for (const Job& j : jobs) {
+      const int64_t b = std::max(gbegin, first) - first;
+      const int64_t e = std::min(gend, first + j.groups) - first;
+      if (b < e) {
+        RunRows(j, abase, act_stride, m, b * kRowGroup, std::min(j.w.rows, e * kRowGroup));
       }
+      first += j.groups;
     }
   });
 }

@@ -4,11 +4,14 @@
 // has the accuracy of each on the real model):
 //  - ActivationMode::kInt16: Q4_0, Q4_1 and Q8_0 weights meet
 //    activations quantized to 16-bit blocks (32 elements, scale amax/32767):
-//    the weights are widened to int16 and multiplied with _mm256_madd_epi16,
-//    ~12 vector ops per 32 weights at batch 1. The activation rounding (at
-//    most amax/65534 per element) moves SmolLM2-135M Q4_1 logits by ~1e-3
-//    (max 6e-3), inside DESIGN.md section 3's tolerance; greedy output is
-//    unchanged. K-quants use the kFloat kernels.
+//    the weights are widened to int16 and multiplied with _mm256_madd_epi16.
+//    Row-major weights: ~11 vector ops per 32 weights at batch 1, most of
+//    them horizontal sums. Weights in the kInterleaved8 layout
+//    (interleave.h; CpuBackend::PrepareWeight makes it in this mode): ~7,
+//    none horizontal. The activation rounding (at most amax/65534 per
+//    element) moves SmolLM2-135M Q4_1 logits by ~1e-3 (max 6e-3), inside
+//    DESIGN.md section 3's tolerance; greedy output is unchanged. K-quants
+//    use the kFloat kernels.
 //  - ActivationMode::kFloat (the engine's default, CpuBackendOptions): weight blocks are
 //  dequantized on the fly into
 //    float registers (exactly the values DequantizeRow gives) and FMA'd with
@@ -43,6 +46,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 
 #include "kernels/backend.h"
 #include "kernels/cpu/thread_pool.h"
@@ -75,8 +79,16 @@ class MatMul {
   ~MatMul();
 
   // y: [m, w.rows]; x: [m, w.cols]. REQUIRES: w.cols is a multiple of the
-  // dtype's block size, m >= 0, y does not overlap x.
+  // dtype's block size, m >= 0, y does not overlap x. A kInterleaved8 weight
+  // (interleave.h) always takes the int16 kernels, whatever the mode.
   void Run(const WeightView& w, const float* x, int64_t m, float* y);
+
+  // ys[i] = Run(ws[i], x): the activations are quantized once and every
+  // weight's rows are spread over the pool together (bit-identical to
+  // separate Runs). REQUIRES: ws.size() == ys.size(), every ws[i].cols equal,
+  // as Run.
+  void RunShared(std::span<const WeightView> ws, const float* x, int64_t m,
+                 std::span<float* const> ys);
 
   MatMulImpl impl() const { return impl_; }
   ActivationMode activation_mode() const { return mode_; }

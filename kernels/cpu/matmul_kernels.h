@@ -33,6 +33,9 @@ inline constexpr int kMaxTile = 4;
 // Float-activation kernels of the quantized types: a dequantized chunk (4
 // registers) is reused by up to 8 rows, each with one 8-lane accumulator.
 inline constexpr int kMaxTileDequant = 8;
+// Int16 kernels over interleaved weights (one accumulator and one integer
+// sum register per activation row, plus the widened weights).
+inline constexpr int kMaxTileGroup = 4;
 
 // 8-bit activation block for the 32-element weight types (Q4_0, Q4_1, Q8_0).
 // x[i] ~= d * qs[i]; s = d * sum(qs) (Q4_0's -8 offset and Q4_1's min).
@@ -132,6 +135,16 @@ RowDotFn Avx2DequantRowDot(DType t);
 // sums (matmul_avx2_int16.cc).
 RowDotFn ScalarInt16RowDot(DType t);
 RowDotFn Avx2Int16RowDot(DType t);
+
+// The same 16-bit-activation products over row-interleaved weights
+// (interleave.h): w_row points at an 8-row group and the call writes
+// out[r * out_stride + j], j < 8, the dot products of the group's row j with
+// activation row r < nr (nr <= kMaxTileGroup). Float order, shared bit for bit by
+// both implementations: per output one accumulator a, blocks in order, a =
+// fma(float(isum_b), dw_b * d[b], a), then for Q4_1 a = fma(m_b, s[b], a).
+// No horizontal sums, so it has its own order, not the row kernels'.
+RowDotFn ScalarInt16GroupDot(DType t);
+RowDotFn Avx2Int16GroupDot(DType t);
 
 // AVX2 batch path of the float-activation kernels: DequantRowFn writes a
 // weight row's cols values (the same registers the fused kernel computes, so

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "kernels/cpu/interleave.h"
 #include "kernels/cpu/matmul_kernels.h"
 
 namespace chai::kernels::cpu::internal {
@@ -159,6 +160,39 @@ void RowDotInt16(const void* w_row, const void* act, int64_t act_stride, int nr,
   for (int r = 0; r < nr; ++r) {
     out[r * out_stride] = DotInt16<WBlock, kKind>(
         w, Q16RowAt(static_cast<const char*>(act) + r * act_stride, nb), nb);
+  }
+}
+
+// 16-bit activations against row-interleaved weights (interleave.h): row r
+// of the group, one accumulator per output, blocks in order (the order
+// matmul_kernels.h fixes, shared bit for bit with the AVX2 kernel).
+template <typename WBlock8, int kKind>
+void GroupDotInt16(const void* w_group, const void* act, int64_t act_stride, int nr, int64_t cols,
+                   float* out, int64_t out_stride) {
+  const auto* w = static_cast<const WBlock8*>(w_group);
+  const int64_t nb = cols / kQK;
+  for (int i = 0; i < nr; ++i) {
+    const Q16RowConst x = Q16RowAt(static_cast<const char*>(act) + i * act_stride, nb);
+    for (int r = 0; r < kInterleave; ++r) {
+      float acc = 0.0f;
+      for (int64_t b = 0; b < nb; ++b) {
+        const int16_t* q = x.qs + b * kQK;
+        int32_t isum = 0;
+        for (int k = 0; k < kQK; ++k) {
+          int wq;
+          if constexpr (kKind == 2) {
+            wq = w[b].qs[16 * (k / 2) + 2 * r + k % 2];
+          } else {
+            const uint8_t byte = w[b].qs[16 * (k / 4) + 2 * r + k % 2];
+            wq = (k % 4 < 2 ? byte & 0x0f : byte >> 4) - (kKind == 0 ? 8 : 0);
+          }
+          isum += wq * q[k];
+        }
+        acc = std::fma(static_cast<float>(isum), Fp16ToFp32(w[b].d[r]) * x.d[b], acc);
+        if constexpr (kKind == 1) acc = std::fma(Fp16ToFp32(w[b].m[r]), x.s[b], acc);
+      }
+      out[i * out_stride + r] = acc;
+    }
   }
 }
 
@@ -384,6 +418,19 @@ RowDotFn ScalarInt16RowDot(DType t) {
       return RowDotInt16<BlockQ4_1, 1>;
     case DType::kQ8_0:
       return RowDotInt16<BlockQ8_0, 2>;
+    default:
+      return nullptr;
+  }
+}
+
+RowDotFn ScalarInt16GroupDot(DType t) {
+  switch (t) {
+    case DType::kQ4_0:
+      return GroupDotInt16<BlockQ4_0x8, 0>;
+    case DType::kQ4_1:
+      return GroupDotInt16<BlockQ4_1x8, 1>;
+    case DType::kQ8_0:
+      return GroupDotInt16<BlockQ8_0x8, 2>;
     default:
       return nullptr;
   }

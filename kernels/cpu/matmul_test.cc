@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/interleave.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/test_util.h"
 
@@ -75,12 +76,21 @@ Problem MakeProblem(DType t, int64_t rows, int64_t m, uint32_t seed) {
   return p;
 }
 
+// interleave: run on InterleaveRows' copy of the weights (kInterleaved8).
 std::vector<float> RunMatMul(const Problem& p, MatMulImpl impl, int threads, int64_t m,
-                             const float* x, ActivationMode mode) {
+                             const float* x, ActivationMode mode, bool interleave = false) {
   ThreadPool pool(threads);
   MatMul mm(&pool, impl, mode);
   std::vector<float> y(m * p.rows, std::nanf(""));
-  mm.Run(p.view(), x, m, y.data());
+  WeightView view = p.view();
+  std::vector<uint8_t> copy;
+  if (interleave) {
+    copy.resize(p.w.size());
+    InterleaveRows(p.type, p.rows, p.cols, p.w.data(), copy.data());
+    view.data = copy.data();
+    view.layout = WeightLayout::kInterleaved8;
+  }
+  mm.Run(view, x, m, y.data());
   return y;
 }
 
@@ -434,6 +444,205 @@ TEST(MatMulTest, Int16ModeErrorLiesBetweenFloatAndInt8) {
       // The step ratio is 258; random rounding errors keep the ratio of the
       // worst cases near it, far above 30.
       EXPECT_LT(worst[2] * 30, worst[1]);
+    }
+  }
+}
+
+constexpr DType kInterleavedTypes[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0};
+
+// Integer weight (Q4_0: nibble - 8) of element k of row r in group block b,
+// read as interleave.h documents the layout, independently of the kernels.
+int InterleavedWeight(DType t, const uint8_t* block8, int r, int k) {
+  if (t == DType::kQ8_0) {
+    const auto* b = reinterpret_cast<const BlockQ8_0x8*>(block8);
+    return b->qs[16 * (k / 2) + 2 * r + k % 2];
+  }
+  const uint8_t* qs = t == DType::kQ4_0 ? reinterpret_cast<const BlockQ4_0x8*>(block8)->qs
+                                        : reinterpret_cast<const BlockQ4_1x8*>(block8)->qs;
+  const uint8_t byte = qs[16 * (k / 4) + 2 * r + k % 2];
+  return (k % 4 < 2 ? byte & 0x0f : byte >> 4) - (t == DType::kQ4_0 ? 8 : 0);
+}
+
+// The interleaved copy holds every weight, scale and min of the row-major
+// matrix where interleave.h says, and the rows past the last group unchanged.
+TEST(InterleaveTest, EveryValueLandsWhereTheLayoutSays) {
+  std::mt19937 rng(21);
+  for (DType t : kInterleavedTypes) {
+    SCOPED_TRACE(Name(t));
+    const int64_t rows = 21, cols = 96, nb = cols / kQK;
+    const int64_t rb = RowBytes(t, cols), bb = rb / nb;
+    const std::vector<uint8_t> w = RandomWeightBytes(t, rows, cols, rng);
+    std::vector<uint8_t> il(w.size());
+    InterleaveRows(t, rows, cols, w.data(), il.data());
+    EXPECT_NE(il, w);
+    const std::vector<float> wf = DequantizeMatrix(t, w.data(), rows, cols);
+    for (int64_t g = 0; g < rows / kInterleave; ++g) {
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* block8 = il.data() + g * kInterleave * rb + b * kInterleave * bb;
+        for (int r = 0; r < kInterleave; ++r) {
+          const uint8_t* src = w.data() + (g * kInterleave + r) * rb + b * bb;
+          uint16_t d, m = 0, src_d, src_m = 0;
+          std::memcpy(&d, block8 + 2 * r, 2);
+          std::memcpy(&src_d, src, 2);
+          if (t == DType::kQ4_1) {
+            std::memcpy(&m, block8 + 16 + 2 * r, 2);
+            std::memcpy(&src_m, src + 2, 2);
+          }
+          ASSERT_EQ(d, src_d);
+          ASSERT_EQ(m, src_m);
+          for (int k = 0; k < kQK; ++k) {
+            // Dequantized from the interleaved bytes: exactly DequantizeRow's value.
+            const float v = Fp16ToFp32(d) * static_cast<float>(InterleavedWeight(t, block8, r, k)) +
+                            Fp16ToFp32(m);
+            ASSERT_EQ(v, wf[(g * kInterleave + r) * cols + b * kQK + k])
+                << "group " << g << " block " << b << " row " << r << " k " << k;
+          }
+        }
+      }
+    }
+    const int64_t tail = rows / kInterleave * kInterleave * rb;
+    EXPECT_EQ(0, std::memcmp(il.data() + tail, w.data() + tail, w.size() - tail));
+  }
+}
+
+// Interleaved weights compute the same products: within float rounding of
+// the float64 product of the quantized activations, groups and tail rows.
+TEST(InterleaveTest, MatchesFloat64ProductOfQuantizedActivations) {
+  for (MatMulImpl impl : Impls()) {
+    for (DType t : kInterleavedTypes) {
+      SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl));
+      const Problem p = MakeProblem(t, 37, 5, 16);
+      const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
+      // Any mode: the layout selects the int16 kernels.
+      const std::vector<float> y =
+          RunMatMul(p, impl, 2, p.m, p.x.data(), ActivationMode::kFloat, true);
+      for (int64_t i = 0; i < p.m; ++i) {
+        const std::vector<float> xq =
+            QuantizedActivations(t, &p.x[i * p.cols], p.cols, ActivationMode::kInt16);
+        for (int64_t j = 0; j < p.rows; ++j) {
+          double ref = 0, abs_sum = 0;
+          for (int64_t k = 0; k < p.cols; ++k) {
+            ref += double{xq[k]} * wf[j * p.cols + k];
+            abs_sum += std::fabs(double{xq[k]} * wf[j * p.cols + k]);
+          }
+          ASSERT_NEAR(y[i * p.rows + j], ref, 1e-5 * abs_sum) << "row " << i << " col " << j;
+        }
+      }
+    }
+  }
+}
+
+// The AVX2 group kernel follows matmul_kernels.h's order exactly.
+TEST(InterleaveTest, Avx2GroupKernelIsBitIdenticalToScalar) {
+  if (!MatMulImplAvailable(MatMulImpl::kAvx2)) GTEST_SKIP() << "CPU has no AVX2+FMA";
+  std::mt19937 rng(78);
+  for (DType t : kInterleavedTypes) {
+    for (int64_t cols : {32, 96, 576, 1536}) {
+      SCOPED_TRACE(std::string(Name(t)) + " cols " + std::to_string(cols));
+      const int64_t rows = 27, m = 7;
+      Problem p{t, rows, cols, m, RandomWeightBytes(t, rows, cols, rng), {}};
+      p.x = RandomFloats(m * cols, rng);
+      for (int64_t i = 0; i < m; i += 2) p.x[i * cols + cols / 2] *= 300.0f;
+      const std::vector<float> ys =
+          RunMatMul(p, MatMulImpl::kScalar, 1, m, p.x.data(), ActivationMode::kInt16, true);
+      const std::vector<float> yv =
+          RunMatMul(p, MatMulImpl::kAvx2, 2, m, p.x.data(), ActivationMode::kInt16, true);
+      for (int64_t i = 0; i < m * rows; ++i) {
+        ASSERT_EQ(std::bit_cast<uint32_t>(ys[i]), std::bit_cast<uint32_t>(yv[i]))
+            << "output " << i << ": scalar " << ys[i] << " avx2 " << yv[i];
+      }
+    }
+  }
+}
+
+// DESIGN.md section 3 for the interleaved path: each row alone, batched,
+// mixed with other rows, over 1-5 threads: the same bits.
+TEST(InterleaveTest, BitIdenticalAcrossBatchPositionAndThreads) {
+  for (MatMulImpl impl : Impls()) {
+    for (DType t : kInterleavedTypes) {
+      SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl));
+      const int64_t m = 13;
+      const Problem p = MakeProblem(t, 44, m, 8);
+      std::vector<float> alone(m * p.rows);
+      for (int64_t i = 0; i < m; ++i) {
+        const std::vector<float> y =
+            RunMatMul(p, impl, 1, 1, &p.x[i * p.cols], ActivationMode::kInt16, true);
+        std::copy(y.begin(), y.end(), alone.begin() + i * p.rows);
+      }
+      for (int threads : {1, 2, 3, 5}) {
+        const std::vector<float> y =
+            RunMatMul(p, impl, threads, m, p.x.data(), ActivationMode::kInt16, true);
+        ASSERT_EQ(0, std::memcmp(y.data(), alone.data(), y.size() * sizeof(float)))
+            << "threads " << threads;
+      }
+      std::mt19937 rng(6);
+      std::vector<float> x2 = RandomFloats((m + 2) * p.cols, rng, 5.0f);
+      std::copy(p.x.begin(), p.x.end(), x2.begin() + p.cols);
+      const std::vector<float> y2 =
+          RunMatMul(p, impl, 2, m + 2, x2.data(), ActivationMode::kInt16, true);
+      ASSERT_EQ(0, std::memcmp(&y2[p.rows], alone.data(), alone.size() * sizeof(float)));
+    }
+  }
+}
+
+// RunShared gives each weight exactly what its own Run gives: shared
+// quantization and one pool pass for same-format weights (row-major and
+// interleaved, ragged row counts, an empty weight), one Run each for mixed
+// formats and for the float batch path.
+TEST(MatMulTest, RunSharedIsBitIdenticalToSeparateRuns) {
+  struct Case {
+    ActivationMode mode;
+    std::vector<DType> types;
+    bool interleave;
+  };
+  const Case cases[] = {
+      {ActivationMode::kInt16, {DType::kQ4_1, DType::kQ4_1, DType::kQ4_1}, false},
+      {ActivationMode::kInt16, {DType::kQ4_1, DType::kQ8_0, DType::kQ4_1}, true},
+      {ActivationMode::kInt16, {DType::kQ4_1, DType::kQ4_K}, false},  // int16 + float formats
+      {ActivationMode::kFloat, {DType::kQ4_1, DType::kQ6_K, DType::kF16}, false},
+      {ActivationMode::kInt8, {DType::kQ4_0, DType::kQ8_0}, false},
+  };
+  const int64_t cols = 512;
+  const int64_t row_counts[] = {40, 24, 0, 19};
+  for (MatMulImpl impl : Impls()) {
+    for (const Case& c : cases) {
+      std::mt19937 rng(30);
+      std::vector<std::vector<uint8_t>> bytes;
+      std::vector<WeightView> views;
+      for (size_t i = 0; i < c.types.size(); ++i) {
+        const int64_t rows = row_counts[i % 4];
+        std::vector<uint8_t> w = RandomWeightBytes(c.types[i], rows, cols, rng);
+        WeightView v{c.types[i], rows, cols, nullptr};
+        if (c.interleave && Interleavable(c.types[i])) {
+          std::vector<uint8_t> il(w.size());
+          InterleaveRows(c.types[i], rows, cols, w.data(), il.data());
+          w = std::move(il);
+          v.layout = WeightLayout::kInterleaved8;
+        }
+        bytes.push_back(std::move(w));
+        v.data = bytes.back().data();
+        views.push_back(v);
+      }
+      for (int64_t m : {1, 5, 37}) {
+        SCOPED_TRACE(std::string(ImplName(impl)) + " " + ActivationModeName(c.mode) + " " +
+                     Name(c.types[1]) + " m " + std::to_string(m));
+        const std::vector<float> x = RandomFloats(m * cols, rng);
+        ThreadPool pool(2);
+        MatMul mm(&pool, impl, c.mode);
+        std::vector<std::vector<float>> shared, alone;
+        std::vector<float*> outs;
+        for (const WeightView& v : views) {
+          shared.emplace_back(m * v.rows, std::nanf(""));
+          alone.emplace_back(m * v.rows, std::nanf(""));
+        }
+        for (auto& o : shared) outs.push_back(o.data());
+        mm.RunShared(views, x.data(), m, outs);
+        for (size_t i = 0; i < views.size(); ++i) {
+          mm.Run(views[i], x.data(), m, alone[i].data());
+          ASSERT_EQ(0, std::memcmp(shared[i].data(), alone[i].data(), alone[i].size() * 4))
+              << "weight " << i;
+        }
+      }
     }
   }
 }

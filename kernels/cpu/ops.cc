@@ -10,7 +10,9 @@
 #include "absl/container/inlined_vector.h"
 #include "kernels/cpu/attention_kernels.h"
 #include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/fast_exp.h"
 #include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/swiglu.h"
 
 namespace chai::kernels::cpu {
 namespace {
@@ -126,11 +128,10 @@ void RopeRows(float* x, const int32_t* pos, int32_t n, int32_t heads, const Rope
   }
 }
 
-void SwiGluValues(const float* gate, const float* up, int64_t n, float* out) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = (g / (1.0f + std::exp(-g))) * up[i];
-  }
+void SwiGluValues(const float* gate, const float* up, int64_t n, float* out, bool allow_avx2) {
+  int64_t i = 0;
+  if (allow_avx2 && internal::CpuHasAvx2Fma()) i = internal::SwiGluAvx2(gate, up, n, out);
+  for (; i < n; ++i) out[i] = internal::SwiGluOne(gate[i], up[i]);
 }
 
 void AddValues(float* x, const float* y, int64_t n) {
@@ -170,11 +171,21 @@ void ExpNormalize(const ScoreArgs& a, const float* max_s) {
   for (int32_t j = 0; j < a.n_heads; ++j) {
     const int32_t h = a.heads[j];
     float* pj = a.probs + int64_t{h} * a.len;
-    float sum = 0.0f;
-    for (int32_t p = 0; p < a.len; ++p) {
-      pj[p] = std::exp(pj[p] - max_s[j]);
-      sum += pj[p];
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int32_t p = 0;
+    for (; p + 8 <= a.len; p += 8) {
+      for (int k = 0; k < 8; ++k) {
+        pj[p + k] = FastExp(pj[p + k] - max_s[j]);
+        acc[k] += pj[p + k];
+      }
     }
+    float tail = 0.0f;
+    for (; p < a.len; ++p) {
+      pj[p] = FastExp(pj[p] - max_s[j]);
+      tail += pj[p];
+    }
+    const float sum =
+        (((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))) + tail;
     a.inv_sum[h] = 1.0f / sum;
   }
 }

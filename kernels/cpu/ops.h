@@ -27,7 +27,11 @@ void RmsNormRows(const float* x, const float* w, int32_t n, int32_t dim, float e
 // x: [n, heads, head_dim] rotated in place; pos: [n].
 void RopeRows(float* x, const int32_t* pos, int32_t n, int32_t heads, const RopeParams& rope);
 
-void SwiGluValues(const float* gate, const float* up, int64_t n, float* out);
+// out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)) with FastExp
+// (fast_exp.h). out may alias gate or up. allow_avx2 = false forces the
+// portable loop (tests: the AVX2 one must give the same bits).
+void SwiGluValues(const float* gate, const float* up, int64_t n, float* out,
+                  bool allow_avx2 = true);
 void AddValues(float* x, const float* y, int64_t n);
 
 // dst[i, :] = src[rows[i], :]. dst: [n, dim].

@@ -60,13 +60,66 @@ TEST(CpuBackendTest, CopiesRoundTrip) {
 TEST(CpuBackendTest, PrepareWeightIsZeroCopyAndValidates) {
   auto b = MakeBackend();
   std::vector<uint8_t> bytes(4 * 20);
-  absl::StatusOr<PreparedWeight> pw = b->PrepareWeight({DType::kQ4_1, 4, 32, bytes.data()});
-  ASSERT_TRUE(pw.ok()) << pw.status();
-  EXPECT_EQ(pw->view.data, bytes.data());
-  EXPECT_EQ(pw->storage, nullptr);
-  EXPECT_EQ(pw->view.rows, 4);
-  EXPECT_FALSE(b->PrepareWeight({DType::kQ4_1, 4, 33, bytes.data()}).ok());
-  EXPECT_FALSE(b->PrepareWeight({DType::kQ4_1, 4, 32, nullptr}).ok());
+  for (WeightUse use : {WeightUse::kMatMul, WeightUse::kEmbed}) {
+    absl::StatusOr<PreparedWeight> pw = b->PrepareWeight({DType::kQ4_1, 4, 32, bytes.data()}, use);
+    ASSERT_TRUE(pw.ok()) << pw.status();
+    EXPECT_EQ(pw->view.data, bytes.data());
+    EXPECT_EQ(pw->view.layout, WeightLayout::kRowMajor);
+    EXPECT_EQ(pw->storage, nullptr);
+    EXPECT_EQ(pw->view.rows, 4);
+    EXPECT_FALSE(b->PrepareWeight({DType::kQ4_1, 4, 33, bytes.data()}, use).ok());
+    EXPECT_FALSE(b->PrepareWeight({DType::kQ4_1, 4, 32, nullptr}, use).ok());
+    WeightView interleaved{DType::kQ4_1, 4, 32, bytes.data()};
+    interleaved.layout = WeightLayout::kInterleaved8;
+    EXPECT_FALSE(b->PrepareWeight(interleaved, use).ok());
+  }
+}
+
+// In kInt16 mode MatMul weights of the int16 types become an interleaved
+// copy (the same bytes, rearranged) whose products match the row-major
+// matrix's; embedding tables and other types stay zero-copy.
+TEST(CpuBackendTest, Int16ModeInterleavesMatMulWeightsOnly) {
+  std::unique_ptr<Backend> b =
+      CreateCpuBackend({.threads = 2, .activation_mode = cpu::ActivationMode::kInt16});
+  ASSERT_NE(b, nullptr);
+  std::mt19937 rng(5);
+  const int64_t rows = 20, cols = 256;  // two groups of 8 and 4 row-major rows
+  for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K}) {
+    SCOPED_TRACE(kernels::Name(t));
+    const std::vector<uint8_t> bytes = RandomWeightBytes(t, rows, cols, rng);
+    const WeightView host{t, rows, cols, bytes.data()};
+    absl::StatusOr<PreparedWeight> embed = b->PrepareWeight(host, WeightUse::kEmbed);
+    ASSERT_TRUE(embed.ok()) << embed.status();
+    EXPECT_EQ(embed->view.data, bytes.data());
+    absl::StatusOr<PreparedWeight> mm = b->PrepareWeight(host, WeightUse::kMatMul);
+    ASSERT_TRUE(mm.ok()) << mm.status();
+    const bool int16 = t != DType::kQ4_K;
+    EXPECT_EQ(mm->view.layout, int16 ? WeightLayout::kInterleaved8 : WeightLayout::kRowMajor);
+    EXPECT_EQ(mm->storage != nullptr, int16);
+    if (int16) {
+      EXPECT_NE(std::memcmp(mm->view.data, bytes.data(), bytes.size()), 0);
+      // The row-major tail rows are copied unchanged.
+      const int64_t rb = RowBytes(t, cols);
+      EXPECT_EQ(std::memcmp(static_cast<const uint8_t*>(mm->view.data) + 16 * rb,
+                            bytes.data() + 16 * rb, 4 * rb),
+                0);
+    }
+    const int32_t m = 3;
+    const std::vector<float> x = RandomFloats(m * cols, rng);
+    std::vector<float> got(m * rows), want(m * rows);
+    b->MatMul(mm->view, x.data(), m, got.data());
+    b->MatMul(host, x.data(), m, want.data());
+    const std::vector<float> w = DequantizeMatrix(t, bytes.data(), rows, cols);
+    for (int32_t i = 0; i < m; ++i) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double mag = 0;
+        for (int64_t c = 0; c < cols; ++c)
+          mag += std::abs(double{w[r * cols + c]} * x[i * cols + c]);
+        // Both quantize activations to 16 bits: they differ by float rounding.
+        EXPECT_NEAR(got[i * rows + r], want[i * rows + r], 1e-5 * mag + 1e-6) << i << "," << r;
+      }
+    }
+  }
 }
 
 TEST(CpuBackendTest, EmbedDequantizesRowsOfEveryType) {
@@ -160,6 +213,20 @@ TEST(CpuBackendTest, RopeBothLayoutsMatchReference) {
       EXPECT_EQ(half[h * hd + i], inter[h * hd + 2 * i]);
       EXPECT_EQ(half[h * hd + i + hd / 2], inter[h * hd + 2 * i + 1]);
     }
+  }
+}
+
+// The AVX2 loop and the portable one give the same bits (ragged n: the
+// AVX2 call leaves the last n % 8 to the portable loop), for large |g| too.
+TEST(CpuOpsTest, SwiGluAvx2IsBitIdenticalToPortable) {
+  std::mt19937 rng(15);
+  for (int64_t n : {1, 7, 8, 37, 1536}) {
+    std::vector<float> g = RandomFloats(n, rng, 20.0f), u = RandomFloats(n, rng);
+    g[0] = -120.0f;  // exp(-g) clamped
+    std::vector<float> a(n), v(n);
+    cpu::SwiGluValues(g.data(), u.data(), n, a.data(), /*allow_avx2=*/false);
+    cpu::SwiGluValues(g.data(), u.data(), n, v.data(), /*allow_avx2=*/true);
+    ASSERT_EQ(0, std::memcmp(a.data(), v.data(), n * sizeof(float))) << "n " << n;
   }
 }
 

@@ -204,7 +204,7 @@ class CudaBackendImpl final : public CudaBackend {
     if (Ready()) Check(cudaStreamSynchronize(stream_), "Synchronize");
   }
 
-  absl::StatusOr<PreparedWeight> PrepareWeight(const WeightView& host) override;
+  absl::StatusOr<PreparedWeight> PrepareWeight(const WeightView& host, WeightUse use) override;
 
   void Embed(const WeightView& table, const int32_t* ids, int32_t n, float* out) override {
     if (!Ready()) return;
@@ -305,8 +305,13 @@ class CudaBackendImpl final : public CudaBackend {
   std::vector<float> rope_host_;
 };
 
-absl::StatusOr<PreparedWeight> CudaBackendImpl::PrepareWeight(const WeightView& host) {
+absl::StatusOr<PreparedWeight> CudaBackendImpl::PrepareWeight(const WeightView& host,
+                                                              WeightUse /*use*/) {
+  // fp16 row-major serves both MatMul (cuBLAS) and Embed.
   if (!Ready()) return status_;
+  if (host.layout != WeightLayout::kRowMajor) {
+    return absl::InvalidArgumentError("cuda: weight view is not row-major");
+  }
   if (host.rows < 0 || host.cols < 0 || (host.data == nullptr && host.rows * host.cols > 0)) {
     return absl::InvalidArgumentError("cuda: weight view without data or with negative shape");
   }

@@ -76,8 +76,8 @@ class TrackedBackend final : public Backend {
     impl_->CopyToHost(dst, src, bytes);
   }
   void Synchronize() override { impl_->Synchronize(); }
-  absl::StatusOr<PreparedWeight> PrepareWeight(const WeightView& host) override {
-    return impl_->PrepareWeight(host);
+  absl::StatusOr<PreparedWeight> PrepareWeight(const WeightView& host, WeightUse use) override {
+    return impl_->PrepareWeight(host, use);
   }
   void Embed(const WeightView& t, const int32_t* ids, int32_t n, float* out) override {
     impl_->Embed(t, ids, n, out);

@@ -41,7 +41,8 @@ TEST_F(CudaOpsTest, EmbedEveryTableType) {
     SCOPED_TRACE(kernels::Name(t));
     const std::vector<uint8_t> bytes = kernels::cpu::testing::RandomWeightBytes(t, rows, cols, rng);
     const WeightView host{t, rows, cols, bytes.data()};
-    absl::StatusOr<kernels::PreparedWeight> g = gpu_->PrepareWeight(host);
+    absl::StatusOr<kernels::PreparedWeight> g =
+        gpu_->PrepareWeight(host, kernels::WeightUse::kEmbed);
     ASSERT_TRUE(g.ok()) << g.status();
     EXPECT_EQ(g->view.dtype, DType::kF16);
     auto gids = Put(*gpu_, ids);
@@ -89,7 +90,8 @@ TEST_F(CudaOpsTest, MatMulEveryWeightTypeAndBatch) {
     const std::vector<uint8_t> bytes =
         kernels::cpu::testing::RandomWeightBytes(c.t, c.rows, c.cols, rng);
     const WeightView host{c.t, c.rows, c.cols, bytes.data()};
-    absl::StatusOr<kernels::PreparedWeight> g = gpu_->PrepareWeight(host);
+    absl::StatusOr<kernels::PreparedWeight> g =
+        gpu_->PrepareWeight(host, kernels::WeightUse::kMatMul);
     ASSERT_TRUE(g.ok()) << g.status();
     for (int32_t m : {1, 7, 64, 200}) {
       SCOPED_TRACE(absl::StrCat(kernels::Name(c.t), " ", c.rows, "x", c.cols, " m=", m));
@@ -117,7 +119,8 @@ TEST_F(CudaOpsTest, SmallBatchMatMulRowsDoNotDependOnTheBatch) {
     const std::vector<uint8_t> bytes =
         kernels::cpu::testing::RandomWeightBytes(DType::kF16, rows, cols, rng);
     const WeightView host{DType::kF16, rows, cols, bytes.data()};
-    absl::StatusOr<kernels::PreparedWeight> g = gpu_->PrepareWeight(host);
+    absl::StatusOr<kernels::PreparedWeight> g =
+        gpu_->PrepareWeight(host, kernels::WeightUse::kMatMul);
     ASSERT_TRUE(g.ok()) << g.status();
     const std::vector<float> x = kernels::cpu::testing::RandomFloats(8 * cols, rng);
     auto gx = Put(*gpu_, x);
@@ -198,14 +201,21 @@ TEST_F(CudaOpsTest, ElementwiseOps) {
 }
 
 TEST_F(CudaOpsTest, PrepareWeightRejectsBadViews) {
-  EXPECT_EQ(gpu_->PrepareWeight({DType::kQ4_1, 4, 33, nullptr}).status().code(),
+  EXPECT_EQ(gpu_->PrepareWeight({DType::kQ4_1, 4, 33, nullptr}, kernels::WeightUse::kMatMul)
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);  // not whole blocks
-  EXPECT_EQ(gpu_->PrepareWeight({DType::kF32, -1, 8, nullptr}).status().code(),
+  EXPECT_EQ(gpu_->PrepareWeight({DType::kF32, -1, 8, nullptr}, kernels::WeightUse::kMatMul)
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(gpu_->PrepareWeight({DType::kF32, 2, 8, nullptr}).status().code(),
+  EXPECT_EQ(gpu_->PrepareWeight({DType::kF32, 2, 8, nullptr}, kernels::WeightUse::kMatMul)
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
   const std::vector<float> huge = {1.0f, 1e6f};  // beyond fp16's 65504
-  const absl::Status s = gpu_->PrepareWeight({DType::kF32, 1, 2, huge.data()}).status();
+  const absl::Status s =
+      gpu_->PrepareWeight({DType::kF32, 1, 2, huge.data()}, kernels::WeightUse::kMatMul).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_NE(s.message().find("fp16"), std::string::npos) << s;
 }
