@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
 
 namespace chai::kernels {
 
@@ -34,7 +35,9 @@ absl::StatusOr<BackendKind> ParseBackendKind(absl::string_view name);
 const char* BackendKindName(BackendKind kind);
 
 struct BackendOptions {
-  int cpu_threads = 0;           // CPU backend threads; 0 = all cores
+  int cpu_threads = 0;  // CPU backend threads; 0 = all cores
+  // CPU backend only: how quantized weights meet activations.
+  cpu::ActivationMode cpu_activations = CpuBackendOptions{}.activation_mode;
   int cuda_device = 0;           // CUDA device ordinal
   std::string cuda_module_path;  // empty: the search order above
 

@@ -20,6 +20,7 @@
 #include "engine/eval/kl_gate.h"
 #include "engine/loaded_model.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "server/activations_flag.h"
 #include "server/cli_flags.h"
 
 namespace chai::server {
@@ -27,7 +28,7 @@ namespace {
 
 constexpr char kSynopsis[] =
     "chai calibrate --model PATH --data FILE.jsonl --out FILE.json [--samples N] [--tokens T] "
-    "[--threads N] [--seed S] [--min-strength F] [--max-residual F] "
+    "[--threads N] [--activations int16|float] [--seed S] [--min-strength F] [--max-residual F] "
     "[--kl-budget B [--kl-samples N] [--kl-tokens T]]";
 
 int UsageError(const std::string& msg) {
@@ -83,6 +84,7 @@ int RunCalibrate(const std::vector<std::string>& args) {
   f.Value("samples", "documents to calibrate on", "64");
   f.Value("tokens", "tokens per sample (each document's first T tokens)", "128");
   f.Value("threads", "CPU threads; 0 = all cores", "0");
+  DeclareActivationsFlag(f);
   f.Value("seed", "K-means seed", "0");
   f.Value("min-strength", "weakest knee (Kneedle difference, 0-1) that counts; else keep all heads",
           "0.1");
@@ -131,7 +133,10 @@ int RunCalibrate(const std::vector<std::string>& args) {
 
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int n_threads = *threads == 0 ? hw : static_cast<int>(*threads);
-  std::unique_ptr<kernels::Backend> backend = kernels::CreateCpuBackend({.threads = n_threads});
+  absl::StatusOr<kernels::cpu::ActivationMode> activations = ActivationsFlag(f);
+  if (!activations.ok()) return UsageError(std::string(activations.status().message()));
+  std::unique_ptr<kernels::Backend> backend =
+      kernels::CreateCpuBackend({.threads = n_threads, .activation_mode = *activations});
   engine::CalibrationOptions opt;
   opt.samples = static_cast<int32_t>(*samples);
   opt.tokens = static_cast<int32_t>(*tokens);

@@ -16,6 +16,7 @@
 #include "engine/loaded_model.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "nlohmann/json.hpp"
+#include "server/activations_flag.h"
 #include "server/cli_flags.h"
 
 namespace chai::server {
@@ -26,7 +27,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr char kSynopsis[] =
     "chai eval --model PATH --task hellaswag|piqa|arc-easy|arc-challenge|boolq|wikitext "
-    "--data DIR [--split test|dev] [--limit N] [--chai-config none|FILE] [--threads N] [--json]";
+    "--data DIR [--split test|dev] [--limit N] [--chai-config none|FILE] [--threads N] "
+    "[--activations int16|float] [--json]";
 
 // WikiText-2 windows, as llama.cpp's perplexity default (-c 512).
 constexpr int32_t kPerplexityContext = 512;
@@ -98,6 +100,7 @@ int RunEval(const std::vector<std::string>& args) {
   f.Value("limit", "first N items (WikiText: windows of 512 tokens); 0 = all", "0");
   f.Value("chai-config", "CHAI cluster config: none, or a FILE (default: the shipped one)", "");
   f.Value("threads", "CPU threads; 0 = all cores", "0");
+  DeclareActivationsFlag(f);
   f.Bool("json", "print one JSON object with the results");
   if (absl::Status s = f.Parse(args); !s.ok()) return UsageError(std::string(s.message()));
   if (f.help_requested()) {
@@ -119,6 +122,8 @@ int RunEval(const std::vector<std::string>& args) {
   if (!limit.ok()) return UsageError(std::string(limit.status().message()));
   absl::StatusOr<int64_t> threads = f.Int("threads", 0, 1024);
   if (!threads.ok()) return UsageError(std::string(threads.status().message()));
+  absl::StatusOr<kernels::cpu::ActivationMode> activations = ActivationsFlag(f);
+  if (!activations.ok()) return UsageError(std::string(activations.status().message()));
   const bool json = f.On("json");
   const std::string dir = f.Str("data");
 
@@ -146,8 +151,8 @@ int RunEval(const std::vector<std::string>& args) {
   if (!chai.ok()) return Failure(chai.status());
   if (!chai->warning.empty()) std::fprintf(stderr, "chai eval: %s\n", chai->warning.c_str());
 
-  std::unique_ptr<kernels::Backend> backend =
-      kernels::CreateCpuBackend({.threads = static_cast<int>(*threads)});
+  std::unique_ptr<kernels::Backend> backend = kernels::CreateCpuBackend(
+      {.threads = static_cast<int>(*threads), .activation_mode = *activations});
   ev::EvalEngineOptions eo;
   eo.max_seq_len = config.context_length;
   if (*task == ev::Task::kWikitext) {

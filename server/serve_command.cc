@@ -14,6 +14,7 @@
 #include "engine/loaded_model.h"
 #include "engine/serving/request_engine.h"
 #include "kernels/backend_registry.h"
+#include "server/activations_flag.h"
 #include "server/chai_config_flag.h"
 #include "server/cli_flags.h"
 #include "server/grpc/access_log.h"
@@ -29,7 +30,8 @@ namespace {
 
 constexpr char kSynopsis[] =
     "chai serve --model PATH [--host 0.0.0.0] [--port 50051] [--metrics-port 9090] "
-    "[--chai-config none|FILE] [--backend auto|cpu|cuda] [--threads N] [--max-model-len N] "
+    "[--chai-config none|FILE] [--backend auto|cpu|cuda] [--threads N] "
+    "[--activations int16|float] [--max-model-len N] "
     "[--max-num-seqs N] [--max-batch-tokens N] [--max-queue N] "
     "[--kv-cache-bytes N | --gpu-memory-fraction F] [--drain-grace 5s] [--drain-timeout 30s] "
     "[--tls-cert F --tls-key F] [--api-key-file F] [--max-connection-age D] [--reflection]";
@@ -138,6 +140,7 @@ struct ServeFlags {
   std::optional<int64_t> kv_cache_bytes;
   double kv_fraction = kDefaultKvFraction;
   int64_t threads = 0;
+  kernels::cpu::ActivationMode activations = kernels::cpu::ActivationMode::kInt16;
   std::string backend;
   std::string chai_config;
   std::string api_key_file;
@@ -160,12 +163,14 @@ absl::Status ParseFlags(const FlagSet& f, ServeFlags* out) {
   absl::StatusOr<int64_t> max_streams = f.Int("max-concurrent-streams", 1, 1 << 20);
   absl::StatusOr<absl::Duration> grace = ParseFlagDuration(f, "drain-grace");
   absl::StatusOr<absl::Duration> drain = ParseFlagDuration(f, "drain-timeout");
+  absl::StatusOr<kernels::cpu::ActivationMode> activations = ActivationsFlag(f);
   for (const absl::Status& s :
        {port.status(), metrics_port.status(), threads.status(), max_model_len.status(),
         max_num_seqs.status(), max_batch.status(), max_queue.status(), max_msg.status(),
-        max_streams.status(), grace.status(), drain.status()}) {
+        max_streams.status(), grace.status(), drain.status(), activations.status()}) {
     if (!s.ok()) return s;
   }
+  out->activations = *activations;
   out->grpc.port = static_cast<int32_t>(*port);
   out->metrics_port = *metrics_port;
   out->threads = *threads;
@@ -241,6 +246,7 @@ int RunServe(const std::vector<std::string>& args) {
   f.Value("chai-config", "CHAI cluster config: none, or a FILE (default: the shipped config)");
   f.Value("backend", "auto, cpu or cuda", "auto");
   f.Value("threads", "CPU threads; 0 = all cores", "0");
+  DeclareActivationsFlag(f);
   f.Value("max-model-len", "longest prompt + completion; 0 = the model's context", "0");
   f.Value("max-num-seqs", "sequences decoded together", "64");
   f.Value("max-batch-tokens", "tokens in one forward pass", "2048");
@@ -325,6 +331,7 @@ int RunServe(const std::vector<std::string>& args) {
   if (!backend_kind.ok()) return Failure(backend_kind.status());
   kernels::BackendOptions bo;
   bo.cpu_threads = static_cast<int>(flags.threads);
+  bo.cpu_activations = flags.activations;
   absl::StatusOr<std::unique_ptr<kernels::Backend>> backend =
       kernels::CreateBackend(*backend_kind, bo);
   if (!backend.ok()) return Failure(backend.status());

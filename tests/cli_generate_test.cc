@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -58,6 +59,8 @@ TEST(CliTest, BadFlagsExitTwoWithOneLine) {
       {"generate", "--model", "m", "--prompt", "p", "--top-p", "1.5"},
       {"generate", "--model", "m", "--prompt", "p", "--max-tokens", "abc"},
       {"generate", "--model", "m", "--prompt", "p", "--backend", "tpu"},
+      {"generate", "--model", "m", "--prompt", "p", "--activations", "int8"},
+      {"generate", "--model", "m", "--prompt", "p", "--activations", "fast"},
       {"generate", "--model", "m", "--prompt", "p", "--json=maybe"},
       {"generate", "--model", "m", "--prompt"},
       {"generate", "--prompt", "p"},
@@ -147,6 +150,29 @@ TEST_F(CliModelTest, GreedyJsonMatchesReference) {
   const int64_t cached = static_cast<int64_t>(c["ids"].size()) + n - 1;
   EXPECT_EQ(summary["chai"]["k_cache_bytes"], cached * 30 * 3 * 64 * 4);
   EXPECT_EQ(summary["chai"]["k_cache_bytes_full"], summary["chai"]["k_cache_bytes"]);
+
+  // --activations float (exact weights) reaches the CPU backend: the same
+  // greedy tokens, log-probabilities that differ from int16's (the default)
+  // in the last digits only.
+  CliRun exact =
+      Chai({"generate", "--model", ModelPath(), "--prompt", c["prompt"].get<std::string>(),
+            "--temperature", "0", "--max-tokens", std::to_string(n), "--ignore-eos", "--json",
+            "--threads", "2", "--chai-config", "none", "--activations", "float"});
+  ASSERT_EQ(exact.status, 0) << exact.err;
+  {
+    std::istringstream in(exact.out), in16(r.out);
+    std::string a, b;
+    double max_diff = 0;
+    while (std::getline(in, a) && std::getline(in16, b)) {
+      const nlohmann::json ja = nlohmann::json::parse(a), jb = nlohmann::json::parse(b);
+      if (!ja.contains("id")) break;
+      EXPECT_EQ(ja["id"], jb["id"]);
+      max_diff =
+          std::max(max_diff, std::fabs(ja["logprob"].get<double>() - jb["logprob"].get<double>()));
+    }
+    EXPECT_GT(max_diff, 0.0) << "--activations float changed nothing";
+    EXPECT_LT(max_diff, 0.05);
+  }
 
   // Plain mode prints the same text.
   CliRun plain = Chai({"generate", "--model", ModelPath(), "--prompt",

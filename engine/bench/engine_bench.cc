@@ -148,16 +148,14 @@ int Main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--activations" && i + 1 < argc) {
       mode_name = argv[++i];
-      if (mode_name == "int16") {
-        mode = kernels::cpu::ActivationMode::kInt16;
-      } else if (mode_name == "float") {
-        mode = kernels::cpu::ActivationMode::kFloat;
-      } else if (mode_name == "int8") {
-        mode = kernels::cpu::ActivationMode::kInt8;
-      } else {
-        std::fprintf(stderr, "chai_engine_bench: --activations takes int16, float or int8\n");
+      absl::StatusOr<kernels::cpu::ActivationMode> parsed =
+          kernels::cpu::ParseActivationMode(mode_name);
+      if (!parsed.ok()) {
+        std::fprintf(stderr, "chai_engine_bench: %s\n",
+                     std::string(parsed.status().message()).c_str());
         return 2;
       }
+      mode = *parsed;
       continue;
     }
     if (a == "--model" && i + 1 < argc) {

@@ -28,13 +28,13 @@ struct CpuBackendOptions {
   int threads = 0;  // total threads including the caller; 0 = hardware concurrency
   // Kernel family; kAuto picks AVX2 when available. Tests force kScalar.
   cpu::MatMulImpl matmul_impl = cpu::MatMulImpl::kAuto;
-  // How quantized weights meet activations (kernels/cpu/matmul.h): kFloat
-  // matches a float32 reference to float rounding; kInt16 (16-bit activation
-  // blocks) is within DESIGN.md's tolerance of it and the fastest at batch
-  // 1, but not yet the default: it moves every CPU logit by ~1e-3, and the
-  // eval goldens and the fidelity table were made in kFloat (docs/ENGINE.md);
-  // kInt8 is llama.cpp's scheme, outside the tolerance, kept for benchmarks.
-  cpu::ActivationMode activation_mode = cpu::ActivationMode::kFloat;
+  // How quantized weights meet activations (kernels/cpu/matmul.h): kInt16
+  // (16-bit activation blocks, interleaved weights) is the fastest and
+  // within DESIGN.md's tolerance of a float32 reference (logits move by
+  // ~1e-3; docs/ENGINE.md); kFloat matches that reference to float rounding
+  // (`--activations float`: the eval goldens and the fidelity tables); kInt8
+  // is llama.cpp's scheme, outside the tolerance, kept for benchmarks.
+  cpu::ActivationMode activation_mode = cpu::ActivationMode::kInt16;
 
   absl::Status Validate() const;
 };

@@ -4,9 +4,11 @@
 #include <cstdlib>
 #include <new>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
 #include "kernels/cpu/interleave.h"
 #include "kernels/cpu/matmul_kernels.h"
 
@@ -23,6 +25,14 @@ const char* ActivationModeName(ActivationMode mode) {
   }
   return "?";
 }
+absl::StatusOr<ActivationMode> ParseActivationMode(std::string_view name) {
+  if (name == "int16") return ActivationMode::kInt16;
+  if (name == "float") return ActivationMode::kFloat;
+  if (name == "int8") return ActivationMode::kInt8;
+  return absl::InvalidArgumentError(
+      absl::StrCat("activations must be int16, float or int8, got '", std::string(name), "'"));
+}
+
 namespace {
 
 using internal::ActFormat;

@@ -47,7 +47,9 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
 
+#include "absl/status/statusor.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/thread_pool.h"
 
@@ -70,6 +72,10 @@ enum class ActivationMode {
 
 // "float-act", "int8-act" or "int16-act": labels for benchmarks and tests.
 const char* ActivationModeName(ActivationMode mode);
+
+// "int16", "float" or "int8" (the `--activations` flag); INVALID_ARGUMENT
+// otherwise.
+absl::StatusOr<ActivationMode> ParseActivationMode(std::string_view name);
 
 class MatMul {
  public:
