@@ -59,7 +59,7 @@ void Interleave(int64_t rows, int64_t cols, const void* src, void* dst) {
       InterleaveGroup4(group, nb, out);
     }
   }
-  std::memcpy(d + full * nb, s + full * nb, (rows - full) * nb * sizeof(Src));
+  if (rows > full) std::memcpy(d + full * nb, s + full * nb, (rows - full) * nb * sizeof(Src));
 }
 
 }  // namespace
