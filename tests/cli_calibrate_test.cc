@@ -173,6 +173,9 @@ TEST_F(CliCalibrateTest, KlBudgetGatesTheKneeChoices) {
   EXPECT_NE(shut_run.err.find("over budget"), std::string::npos) << shut_run.err;
   ASSERT_TRUE(shut.calibration.has_value());
   EXPECT_NE(shut.calibration->method.find("KL gate"), std::string::npos);
+  // The default CPU numerics are recorded with the config.
+  EXPECT_NE(shut.calibration->method.find("CPU activations int16"), std::string::npos)
+      << shut.calibration->method;
 }
 
 }  // namespace
