@@ -79,7 +79,17 @@ class CpuBackend final : public Backend {
         host.rows >= cpu::kInterleave) {
       absl::StatusOr<std::unique_ptr<Buffer>> copy = Allocate(row_bytes * host.rows);
       if (!copy.ok()) return copy.status();
-      cpu::InterleaveRows(host.dtype, host.rows, host.cols, host.data, (*copy)->data());
+      // Groups are independent: split them over the pool (the last unit
+      // takes the row-major tail rows).
+      const char* src = static_cast<const char*>(host.data);
+      char* dst = static_cast<char*>((*copy)->data());
+      const int64_t units = (host.rows + cpu::kInterleave - 1) / cpu::kInterleave;
+      pool_.ParallelFor(units, [&](int64_t begin, int64_t end) {
+        const int64_t r0 = begin * cpu::kInterleave;
+        const int64_t r1 = std::min(host.rows, end * cpu::kInterleave);
+        cpu::InterleaveRows(host.dtype, r1 - r0, host.cols, src + r0 * row_bytes,
+                            dst + r0 * row_bytes);
+      });
       WeightView view = host;
       view.data = (*copy)->data();
       view.layout = WeightLayout::kInterleaved8;
