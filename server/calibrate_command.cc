@@ -193,8 +193,7 @@ int RunCalibrate(const std::vector<std::string>& args) {
                     absl::StrFormat("%.4f", gated->mean_kl));
   }
   // The CPU numerics the features came from (--activations).
-  absl::StrAppend(&result->config.calibration->method, "; CPU activations ",
-                  *activations == kernels::cpu::ActivationMode::kFloat ? "float" : "int16");
+  absl::StrAppend(&result->config.calibration->method, "; CPU activations ", f.Str("activations"));
   if (absl::Status s = result->config.Save(out); !s.ok()) return Failure(s);
   if (absl::Status s = engine::WriteTextFile(csv_path, engine::CalibrationCsv(*result)); !s.ok()) {
     return Failure(s);

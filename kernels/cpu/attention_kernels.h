@@ -64,9 +64,10 @@ void MixGeneric(const MixArgs& a);
 // numerators and inverse sums from the rows of raw scores and each
 // representative's max (max_s[j] for a.heads[j]); Mix's final out_h *=
 // inv_sum[score_head[h]].
-// probs row of each head -> exp(s - max) (FastExp), inv_sum = 1 / their sum
-// summed in 8 lanes (p % 8), then the Hsum tree, then the p >= 8 floor(len/8)
-// tail in order. ExpNormalizeAvx2 gives the same bits.
+// Each numerator is FastExp(s - max). The sum behind inv_sum: positions
+// below 8 * floor(len / 8) in 8 lane partials (lane p % 8), reduced by the
+// Hsum tree, plus the remaining positions summed in order.
+// ExpNormalizeAvx2 gives the same bits.
 void ExpNormalize(const ScoreArgs& a, const float* max_s);
 void ExpNormalizeAvx2(const ScoreArgs& a, const float* max_s);
 void ScaleByInvSum(const MixArgs& a);

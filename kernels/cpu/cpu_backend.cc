@@ -36,9 +36,7 @@ class CpuBackend final : public Backend {
 
  public:
   explicit CpuBackend(const CpuBackendOptions& options)
-      : pool_(options.threads),
-        matmul_(&pool_, options.matmul_impl, options.activation_mode),
-        interleave_(options.activation_mode == cpu::ActivationMode::kInt16) {}
+      : pool_(options.threads), matmul_(&pool_, options.matmul_impl, options.activation_mode) {}
 
   std::string_view name() const override { return "cpu"; }
 
@@ -75,8 +73,8 @@ class CpuBackend final : public Backend {
     }
     // The int16 kernels read 8 interleaved rows at a time (interleave.h):
     // a copy in that layout, made once here. Everything else is read in place.
-    if (use == WeightUse::kMatMul && interleave_ && cpu::Interleavable(host.dtype) &&
-        host.rows >= cpu::kInterleave) {
+    if (use == WeightUse::kMatMul && matmul_.activation_mode() == cpu::ActivationMode::kInt16 &&
+        cpu::Interleavable(host.dtype) && host.rows >= cpu::kInterleave) {
       absl::StatusOr<std::unique_ptr<Buffer>> copy = Allocate(row_bytes * host.rows);
       if (!copy.ok()) return copy.status();
       // Groups are independent: split them over the pool (the last unit
@@ -164,7 +162,6 @@ class CpuBackend final : public Backend {
  private:
   cpu::ThreadPool pool_;
   cpu::MatMul matmul_;
-  const bool interleave_;  // MatMul weights of the int16 types are interleaved
 };
 
 }  // namespace

@@ -12,32 +12,25 @@ inline uint8_t Nibble(const uint8_t* qs, int i) {
   return i < kQK / 2 ? qs[i] & 0x0f : qs[i - kQK / 2] >> 4;
 }
 
+// The 8 rows' blocks of one group, x8 block by x8 block (interleave.h).
 template <typename Src, typename Dst>
-void InterleaveGroup4(const Src* rows[kInterleave], int64_t nb, Dst* out) {
+void InterleaveGroup(const Src* rows[kInterleave], int64_t nb, Dst* out) {
   for (int64_t b = 0; b < nb; ++b) {
     Dst& o = out[b];
     for (int r = 0; r < kInterleave; ++r) {
       const Src& s = rows[r][b];
       o.d[r] = s.d;
       if constexpr (requires { s.m; }) o.m[r] = s.m;
-      for (int g = 0; g < kQK / 4; ++g) {
+      // 16 bytes per g: row r's bytes 2r and 2r + 1.
+      for (int g = 0; g < static_cast<int>(sizeof(o.qs)) / 16; ++g) {
         for (int e = 0; e < 2; ++e) {
-          o.qs[16 * g + 2 * r + e] =
-              static_cast<uint8_t>(Nibble(s.qs, 4 * g + e) | Nibble(s.qs, 4 * g + 2 + e) << 4);
+          if constexpr (std::is_same_v<Src, BlockQ8_0>) {
+            o.qs[16 * g + 2 * r + e] = s.qs[2 * g + e];
+          } else {
+            o.qs[16 * g + 2 * r + e] =
+                static_cast<uint8_t>(Nibble(s.qs, 4 * g + e) | Nibble(s.qs, 4 * g + 2 + e) << 4);
+          }
         }
-      }
-    }
-  }
-}
-
-void InterleaveGroup8(const BlockQ8_0* rows[kInterleave], int64_t nb, BlockQ8_0x8* out) {
-  for (int64_t b = 0; b < nb; ++b) {
-    BlockQ8_0x8& o = out[b];
-    for (int r = 0; r < kInterleave; ++r) {
-      const BlockQ8_0& s = rows[r][b];
-      o.d[r] = s.d;
-      for (int g = 0; g < kQK / 2; ++g) {
-        for (int e = 0; e < 2; ++e) o.qs[16 * g + 2 * r + e] = s.qs[2 * g + e];
       }
     }
   }
@@ -52,12 +45,7 @@ void Interleave(int64_t rows, int64_t cols, const void* src, void* dst) {
   for (int64_t r0 = 0; r0 < full; r0 += kInterleave) {
     const Src* group[kInterleave];
     for (int r = 0; r < kInterleave; ++r) group[r] = s + (r0 + r) * nb;
-    Dst* out = reinterpret_cast<Dst*>(d + r0 * nb);
-    if constexpr (std::is_same_v<Src, BlockQ8_0>) {
-      InterleaveGroup8(group, nb, out);
-    } else {
-      InterleaveGroup4(group, nb, out);
-    }
+    InterleaveGroup(group, nb, reinterpret_cast<Dst*>(d + r0 * nb));
   }
   if (rows > full) std::memcpy(d + full * nb, s + full * nb, (rows - full) * nb * sizeof(Src));
 }

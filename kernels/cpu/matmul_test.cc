@@ -188,6 +188,24 @@ std::vector<float> QuantizedActivations(DType t, const float* x, int64_t cols,
   return out;
 }
 
+// y (from p's weights and activations) within 1e-5 of sum |x_hat_k w_k| of
+// the float64 product of the activations quantized as `mode` does.
+void ExpectProductOfQuantizedActivations(const Problem& p, const std::vector<float>& y,
+                                         ActivationMode mode) {
+  const std::vector<float> wf = DequantizeMatrix(p.type, p.w.data(), p.rows, p.cols);
+  for (int64_t i = 0; i < p.m; ++i) {
+    const std::vector<float> xq = QuantizedActivations(p.type, &p.x[i * p.cols], p.cols, mode);
+    for (int64_t j = 0; j < p.rows; ++j) {
+      double ref = 0, abs_sum = 0;
+      for (int64_t k = 0; k < p.cols; ++k) {
+        ref += double{xq[k]} * wf[j * p.cols + k];
+        abs_sum += std::fabs(double{xq[k]} * wf[j * p.cols + k]);
+      }
+      ASSERT_NEAR(y[i * p.rows + j], ref, 1e-5 * abs_sum) << "row " << i << " col " << j;
+    }
+  }
+}
+
 // Int8 and int16 modes: given the quantized activations, the only error left
 // is float rounding: within 1e-5 of sum |x_hat_k w_k| of the float64
 // product. Catches any mistake in the integer block arithmetic (offsets,
@@ -198,19 +216,8 @@ TEST(MatMulTest, IntegerModesMatchFloat64ProductOfQuantizedActivations) {
       for (DType t : kAllTypes) {
         SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " " + ActivationModeName(mode));
         const Problem p = MakeProblem(t, 37, 5, 6);
-        const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
         const std::vector<float> y = RunMatMul(p, impl, 2, p.m, p.x.data(), mode);
-        for (int64_t i = 0; i < p.m; ++i) {
-          const std::vector<float> xq = QuantizedActivations(t, &p.x[i * p.cols], p.cols, mode);
-          for (int64_t j = 0; j < p.rows; ++j) {
-            double ref = 0, abs_sum = 0;
-            for (int64_t k = 0; k < p.cols; ++k) {
-              ref += double{xq[k]} * wf[j * p.cols + k];
-              abs_sum += std::fabs(double{xq[k]} * wf[j * p.cols + k]);
-            }
-            ASSERT_NEAR(y[i * p.rows + j], ref, 1e-5 * abs_sum) << "row " << i << " col " << j;
-          }
-        }
+        ASSERT_NO_FATAL_FAILURE(ExpectProductOfQuantizedActivations(p, y, mode));
       }
     }
   }
@@ -512,22 +519,10 @@ TEST(InterleaveTest, MatchesFloat64ProductOfQuantizedActivations) {
     for (DType t : kInterleavedTypes) {
       SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl));
       const Problem p = MakeProblem(t, 37, 5, 16);
-      const std::vector<float> wf = DequantizeMatrix(t, p.w.data(), p.rows, p.cols);
       // Any mode: the layout selects the int16 kernels.
       const std::vector<float> y =
           RunMatMul(p, impl, 2, p.m, p.x.data(), ActivationMode::kFloat, true);
-      for (int64_t i = 0; i < p.m; ++i) {
-        const std::vector<float> xq =
-            QuantizedActivations(t, &p.x[i * p.cols], p.cols, ActivationMode::kInt16);
-        for (int64_t j = 0; j < p.rows; ++j) {
-          double ref = 0, abs_sum = 0;
-          for (int64_t k = 0; k < p.cols; ++k) {
-            ref += double{xq[k]} * wf[j * p.cols + k];
-            abs_sum += std::fabs(double{xq[k]} * wf[j * p.cols + k]);
-          }
-          ASSERT_NEAR(y[i * p.rows + j], ref, 1e-5 * abs_sum) << "row " << i << " col " << j;
-        }
-      }
+      ASSERT_NO_FATAL_FAILURE(ExpectProductOfQuantizedActivations(p, y, ActivationMode::kInt16));
     }
   }
 }

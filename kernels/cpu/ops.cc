@@ -17,6 +17,11 @@
 namespace chai::kernels::cpu {
 namespace {
 
+// The fixed reduction tree of 8 lane partials; the AVX2 Hsum's.
+inline float Reduce8(const float* acc) {
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
 // Dot product with 8 lane-wise partial sums (the compiler vectorises this
 // without reassociating) and a fixed reduction tree: the order depends only
 // on n.
@@ -28,7 +33,7 @@ inline float Dot(const float* a, const float* b, int32_t n) {
   }
   float tail = 0.0f;
   for (; i < n; ++i) tail += a[i] * b[i];
-  return (((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))) + tail;
+  return Reduce8(acc) + tail;
 }
 
 using internal::kMaxGroup;
@@ -184,9 +189,7 @@ void ExpNormalize(const ScoreArgs& a, const float* max_s) {
       pj[p] = FastExp(pj[p] - max_s[j]);
       tail += pj[p];
     }
-    const float sum =
-        (((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))) + tail;
-    a.inv_sum[h] = 1.0f / sum;
+    a.inv_sum[h] = 1.0f / (Reduce8(acc) + tail);
   }
 }
 
