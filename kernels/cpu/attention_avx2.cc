@@ -19,6 +19,17 @@
 namespace chai::kernels::cpu::internal {
 namespace {
 
+// The cache lines of [p, p + bytes) into L1. A decode step's K and V come
+// from DRAM (30 layers of a batch's caches are far larger than the LLC) in
+// scattered 4-12 KB pages, each of which the hardware prefetcher picks up
+// only after a few misses. kernels_bench BM_PagedAttention: the same calls
+// on one layer's (cache-resident) K/V run 2-3x faster; these prefetches win
+// back 7-13% at batches 8 and 32 (docs/PERFORMANCE.md, session 8).
+CHAI_AVX2_INLINE void PrefetchBytes(const float* p, int64_t bytes) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch(c + off, _MM_HINT_T0);
+}
+
 // The portable Dot's tail: no elements left, so tail = 0.0f is added.
 CHAI_AVX2_INLINE float Finish(__m256 acc, float scale) { return (Hsum(acc) + 0.0f) * scale; }
 
@@ -36,8 +47,16 @@ CHAI_AVX2 void MixSpan(const MixArgs& a, int32_t d0) {
   const int64_t row_stride = int64_t{a.n_kv_heads} * a.head_dim;
   const int32_t bs = a.block_size;
   const int32_t span = bs * std::max(1, 64 / bs);
+  const int64_t row_bytes = int64_t{8 * NC} * sizeof(float);
+  auto v_row = [&](int32_t p) {
+    return a.v +
+           ((int64_t{a.table[p / bs]} * bs + p % bs) * a.n_kv_heads + a.kv_head) * a.head_dim + d0;
+  };
+  for (int32_t p = 0; p < std::min(a.len, span); ++p) PrefetchBytes(v_row(p), row_bytes);
   for (int32_t start = 0; start < a.len; start += span) {
     const int32_t end = std::min(a.len, start + span);
+    // The next span's rows arrive while this span's heads are mixed.
+    for (int32_t p = end; p < std::min(a.len, end + span); ++p) PrefetchBytes(v_row(p), row_bytes);
     for (int32_t j = 0; j < a.n_heads; ++j) {
       const int32_t h = a.heads[j];
       const float* w = a.probs + int64_t{a.score_head[h]} * a.len;
@@ -67,10 +86,19 @@ CHAI_AVX2 void ScoreAvx2(const ScoreArgs& a) {
   const int32_t hd = a.head_dim;
   float max_s[kMaxGroup];
   for (int32_t j = 0; j < a.n_heads; ++j) max_s[j] = -std::numeric_limits<float>::infinity();
+  const int64_t page_bytes = int64_t{a.block_size} * hd * sizeof(float);
+  const int32_t n_pages = (a.len + a.block_size - 1) / a.block_size;
+  auto page_at = [&](int32_t i) {
+    return a.k + int64_t{a.pages[i * a.page_stride]} * a.block_size * hd;
+  };
+  // Two pages ahead: one page's work (a few hundred ns) is only a few DRAM
+  // latencies.
+  for (int32_t i = 0; i < std::min(n_pages, 2); ++i) PrefetchBytes(page_at(i), page_bytes);
   for (int32_t start = 0; start < a.len; start += a.block_size) {
     const int32_t n = std::min(a.block_size, a.len - start);
-    const float* kp =
-        a.k + int64_t{a.pages[(start / a.block_size) * a.page_stride]} * a.block_size * hd;
+    const int32_t page = start / a.block_size;
+    if (page + 2 < n_pages) PrefetchBytes(page_at(page + 2), page_bytes);
+    const float* kp = page_at(page);
     for (int32_t j = 0; j < a.n_heads; ++j) {
       const int32_t h = a.heads[j];
       const float* qh = a.q + int64_t{h} * hd;

@@ -27,6 +27,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -36,6 +37,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/memory_bandwidth.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/test_util.h"
 #include "kernels/cpu/thread_pool.h"
 
@@ -283,6 +285,76 @@ void BM_RowDotHot(benchmark::State& state) {
   state.SetLabel(ModeLabel(state.range(0)) + " nr " + std::to_string(nr));
 }
 BENCHMARK(BM_RowDotHot)->ArgsProduct({{0, 2, 3}, {1, 4}})->UseRealTime();
+
+// Decode attention of the default model's shape (9 query heads over 3 KV
+// heads of 64, 16-position blocks, all 30 layers' caches distinct so K/V come
+// from DRAM at large batches as in a real step): one call per layer for
+// `batch` sequences at context `len`. Counters: us_per_layer and
+// kv_bytes_per_s (K and V bytes read per second).
+void BM_PagedAttention(benchmark::State& state) {
+  const int32_t batch = static_cast<int32_t>(state.range(0));
+  const int32_t len = static_cast<int32_t>(state.range(1));
+  constexpr int32_t kQ = 9, kKv = 3, kHd = 64, kBs = 16;
+  const int32_t max_blocks = (len + kBs - 1) / kBs;
+  const int32_t blocks = batch * max_blocks;
+  std::mt19937 rng(5);
+  struct Layer {
+    std::vector<float> k, v;
+    std::vector<int32_t> k_pages;
+  };
+  std::vector<Layer> layers(kLayers);
+  std::vector<int32_t> tables(static_cast<size_t>(blocks));
+  std::iota(tables.begin(), tables.end(), 0);
+  std::shuffle(tables.begin(), tables.end(), rng);
+  std::vector<int32_t> k_src(static_cast<size_t>(batch) * kKv), score_head(batch * kQ),
+      k_slot(batch * kQ);
+  for (int32_t s = 0; s < batch; ++s) {
+    for (int32_t j = 0; j < kKv; ++j) k_src[s * kKv + j] = j;
+    for (int32_t h = 0; h < kQ; ++h) {
+      score_head[s * kQ + h] = h;
+      k_slot[s * kQ + h] = h / (kQ / kKv);
+    }
+  }
+  for (Layer& l : layers) {
+    l.k = testing::RandomFloats(int64_t{blocks} * kKv * kBs * kHd, rng);
+    l.v = testing::RandomFloats(int64_t{blocks} * kBs * kKv * kHd, rng);
+    l.k_pages.resize(static_cast<size_t>(blocks) * kKv);
+    std::iota(l.k_pages.begin(), l.k_pages.end(), 0);
+    std::shuffle(l.k_pages.begin(), l.k_pages.end(), rng);
+  }
+  const std::vector<float> q = testing::RandomFloats(int64_t{batch} * kQ * kHd, rng);
+  std::vector<float> out(q.size());
+  std::vector<int32_t> seq(batch), pos(batch, len - 1);
+  std::iota(seq.begin(), seq.end(), 0);
+  const TokenPlacement place{batch, seq.data(), pos.data(), tables.data(), max_blocks};
+  int64_t calls = 0;
+  for (auto _ : state) {
+    for (Layer& l : layers) {
+      KvLayer kv;
+      kv.k = l.k.data();
+      kv.v = l.v.data();
+      kv.k_pages = l.k_pages.data();
+      kv.k_src = k_src.data();
+      kv.score_head = score_head.data();
+      kv.k_slot = k_slot.data();
+      kv.n_q_heads = kQ;
+      kv.n_kv_heads = kKv;
+      kv.head_dim = kHd;
+      kv.block_size = kBs;
+      kv.num_blocks = blocks;
+      kv.num_k_pages = blocks * kKv;
+      PagedAttention(q.data(), kQ, place, kv, out.data(), &Pool());
+      ++calls;
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["us_per_layer"] = benchmark::Counter(
+      static_cast<double>(calls) * 1e-6, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["kv_bytes_per_s"] =
+      benchmark::Counter(static_cast<double>(calls) * batch * len * kKv * kHd * 2 * sizeof(float),
+                         benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_PagedAttention)->ArgsProduct({{1, 8, 32}, {144}})->UseRealTime();
 
 }  // namespace
 }  // namespace chai::kernels::cpu
