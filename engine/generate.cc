@@ -111,8 +111,8 @@ absl::StatusOr<GenerateResult> Generate(
   const int64_t cached = std::min<int64_t>(position, total);
   result.chai = chai;
   result.k_cache_bytes = cached * (*cache)->k_bytes_per_token(*slot);
-  result.k_cache_bytes_full = cached * KvCache::KBytesPerToken(config, {});
-  result.v_cache_bytes = cached * KvCache::VBytesPerToken(config);
+  result.k_cache_bytes_full = cached * KvCache::KBytesPerToken(config, {}, (*cache)->kv_dtype());
+  result.v_cache_bytes = cached * KvCache::VBytesPerToken(config, (*cache)->kv_dtype());
   return result;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 
@@ -47,19 +48,21 @@ absl::Status KvCacheOptions::Validate(const LlamaConfig& config) const {
   return absl::OkStatus();
 }
 
-int64_t KvCache::KBytesPerToken(const LlamaConfig& c, const std::vector<int32_t>& k_heads) {
+int64_t KvCache::KBytesPerToken(const LlamaConfig& c, const std::vector<int32_t>& k_heads,
+                                kernels::DType kv_dtype) {
   int64_t heads = 0;
   for (int64_t l = 0; l < c.n_layers; ++l) heads += k_heads.empty() ? c.n_kv_heads : k_heads[l];
-  return heads * c.head_dim * static_cast<int64_t>(sizeof(float));
+  return kernels::RowBytes(kv_dtype, heads * c.head_dim);
 }
 
-int64_t KvCache::VBytesPerToken(const LlamaConfig& c) {
-  return c.n_layers * c.n_kv_heads * c.head_dim * static_cast<int64_t>(sizeof(float));
+int64_t KvCache::VBytesPerToken(const LlamaConfig& c, kernels::DType kv_dtype) {
+  return kernels::RowBytes(kv_dtype, c.n_layers * c.n_kv_heads * c.head_dim);
 }
 
 int64_t KvCache::BlocksForBytes(const LlamaConfig& c, const ChaiPlan& plan, int32_t block_size,
-                                int64_t bytes) {
-  const int64_t per_block = (KBytesPerToken(c, plan.k_heads) + VBytesPerToken(c)) * block_size;
+                                kernels::DType kv_dtype, int64_t bytes) {
+  const int64_t per_block =
+      (KBytesPerToken(c, plan.k_heads, kv_dtype) + VBytesPerToken(c, kv_dtype)) * block_size;
   return per_block > 0 ? bytes / per_block : 0;
 }
 
@@ -79,7 +82,14 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(kernels::Backend* backe
   c.head_dim_ = static_cast<int32_t>(config.head_dim);
   c.max_blocks_per_seq_ =
       static_cast<int32_t>((options.max_seq_len + options.block_size - 1) / options.block_size);
-  c.page_bytes_ = int64_t{options.block_size} * c.head_dim_ * sizeof(float);
+  const kernels::DType kv_dtype = backend->KvDtype();
+  if (kv_dtype != kernels::DType::kF32 && kv_dtype != kernels::DType::kF16) {
+    return absl::InternalError(absl::StrCat("backend ", std::string(backend->name()),
+                                            " reports KV element type ", kernels::Name(kv_dtype),
+                                            " (F32 or F16 expected)"));
+  }
+  c.kv_dtype_ = kv_dtype;
+  c.page_bytes_ = kernels::RowBytes(kv_dtype, int64_t{options.block_size} * c.head_dim_);
   const int64_t seqs = options.max_seqs;
   auto alloc = [&](int64_t bytes) -> absl::StatusOr<std::unique_ptr<kernels::Buffer>> {
     return backend->Allocate(static_cast<size_t>(std::max<int64_t>(bytes, sizeof(int32_t))));
@@ -99,8 +109,8 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(kernels::Backend* backe
     if (!k.ok()) return k.status();
     absl::StatusOr<std::unique_ptr<kernels::Buffer>> v = alloc(v_bytes);
     if (!v.ok()) return v.status();
-    kv.k = static_cast<float*>((*k)->data());
-    kv.v = static_cast<float*>((*v)->data());
+    kv.k = (*k)->data();
+    kv.v = (*v)->data();
     c.buffers_.push_back(*std::move(k));
     c.buffers_.push_back(*std::move(v));
     c.k_pool_bytes_ += k_bytes;
@@ -342,7 +352,7 @@ HeadMap KvCache::GetHeadMap(int32_t slot, int64_t layer) const {
 int64_t KvCache::k_bytes_per_token(int32_t slot) const {
   int64_t heads = 0;
   for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) heads += width(slot, l);
-  return heads * head_dim_ * static_cast<int64_t>(sizeof(float));
+  return kernels::RowBytes(kv_dtype_, heads * head_dim_);
 }
 
 int64_t KvCache::k_bytes_in_use() const {

@@ -58,12 +58,14 @@ class KvCache {
                                                          const KvCacheOptions& options);
 
   // Bytes of K (or V) cache one position of one sequence takes, summed over
-  // layers; k_heads per layer (empty = n_kv_heads everywhere).
-  static int64_t KBytesPerToken(const LlamaConfig& config, const std::vector<int32_t>& k_heads);
-  static int64_t VBytesPerToken(const LlamaConfig& config);
+  // layers, with elements of `kv_dtype` (Backend::KvDtype()); k_heads per
+  // layer (empty = n_kv_heads everywhere).
+  static int64_t KBytesPerToken(const LlamaConfig& config, const std::vector<int32_t>& k_heads,
+                                kernels::DType kv_dtype);
+  static int64_t VBytesPerToken(const LlamaConfig& config, kernels::DType kv_dtype);
   // Blocks a pool of `bytes` holds with this plan (K at CHAI widths + V).
   static int64_t BlocksForBytes(const LlamaConfig& config, const ChaiPlan& plan, int32_t block_size,
-                                int64_t bytes);
+                                kernels::DType kv_dtype, int64_t bytes);
 
   // Claims a free sequence slot; RESOURCE_EXHAUSTED when all are taken,
   // FAILED_PRECONDITION for chai=true without a CHAI plan.
@@ -124,6 +126,8 @@ class KvCache {
   int64_t v_bytes_in_use() const;
   // K bytes one position of `slot` takes across layers.
   int64_t k_bytes_per_token(int32_t slot) const;
+  // Element type of the pools (the backend's KvDtype()).
+  kernels::DType kv_dtype() const { return kv_dtype_; }
 
  private:
   KvCache() = default;
@@ -157,7 +161,8 @@ class KvCache {
   std::vector<int32_t> n_blocks_;  // per slot
   std::vector<bool> in_use_, chai_, clustered_;
   int64_t k_pool_bytes_ = 0, v_pool_bytes_ = 0;
-  int64_t page_bytes_ = 0;  // one K page: block_size * head_dim floats
+  kernels::DType kv_dtype_ = kernels::DType::kF32;  // the backend's KvDtype()
+  int64_t page_bytes_ = 0;                          // one K page: block_size * head_dim elements
 };
 
 }  // namespace chai::engine

@@ -2,6 +2,7 @@
 #include "engine/kv_cache.h"
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -25,7 +26,8 @@ LlamaConfig TinyConfig() {
 // Layer 0 plain, layer 1 keeps 2 key heads, layer 2 keeps 1.
 ChaiPlan Plan() { return {{6, 3, 2}, {3, 2, 1}}; }
 
-class KvCacheTest : public ::testing::Test {
+// Every test runs with both KV element types the CPU backend offers.
+class KvCacheTest : public ::testing::TestWithParam<kernels::DType> {
  protected:
   std::unique_ptr<KvCache> Make(const ChaiPlan& plan, int64_t blocks, int32_t seqs = 4) {
     KvCacheOptions o;
@@ -39,22 +41,26 @@ class KvCacheTest : public ::testing::Test {
     return *std::move(c);
   }
   LlamaConfig config_ = TinyConfig();
-  std::unique_ptr<kernels::Backend> backend_ = kernels::CreateCpuBackend({.threads = 1});
-  const int64_t page_ = 4 * 6 * 4;  // block_size * head_dim * sizeof(float)
+  std::unique_ptr<kernels::Backend> backend_ =
+      kernels::CreateCpuBackend({.threads = 1, .kv_dtype = GetParam()});
+  const int64_t elem_ = GetParam() == kernels::DType::kF16 ? 2 : 4;
+  const int64_t page_ = 4 * 6 * elem_;  // block_size * head_dim * element bytes
 };
 
-TEST_F(KvCacheTest, PoolBytesFollowThePlansWidths) {
+TEST_P(KvCacheTest, PoolBytesFollowThePlansWidths) {
   auto plain = Make({}, 10);
   EXPECT_EQ(plain->k_pool_bytes(), 10 * (3 + 3 + 3) * page_);
   EXPECT_EQ(plain->v_pool_bytes(), 10 * 9 * page_);
   auto chai = Make(Plan(), 10);
   EXPECT_EQ(chai->k_pool_bytes(), 10 * (3 + 2 + 1) * page_);
   EXPECT_EQ(chai->v_pool_bytes(), 10 * 9 * page_);
-  EXPECT_EQ(KvCache::KBytesPerToken(config_, Plan().k_heads), 6 * 6 * 4);
-  EXPECT_EQ(KvCache::BlocksForBytes(config_, Plan(), 4, 10 * (6 + 9) * page_), 10);
+  EXPECT_EQ(chai->kv_dtype(), GetParam());
+  EXPECT_EQ(KvCache::KBytesPerToken(config_, Plan().k_heads, GetParam()), 6 * 6 * elem_);
+  EXPECT_EQ(KvCache::VBytesPerToken(config_, GetParam()), 9 * 6 * elem_);
+  EXPECT_EQ(KvCache::BlocksForBytes(config_, Plan(), 4, GetParam(), 10 * (6 + 9) * page_), 10);
 }
 
-TEST_F(KvCacheTest, ChaiSequencesTakeFewerPagesAndGiveThemAllBack) {
+TEST_P(KvCacheTest, ChaiSequencesTakeFewerPagesAndGiveThemAllBack) {
   auto cache = Make(Plan(), 10);
   const int32_t a = *cache->AddSequence(true);
   const int32_t b = *cache->AddSequence(false);
@@ -64,8 +70,8 @@ TEST_F(KvCacheTest, ChaiSequencesTakeFewerPagesAndGiveThemAllBack) {
   EXPECT_EQ(cache->k_bytes_in_use(), (3 * (3 + 2 + 1) + 1 * 9) * page_);
   EXPECT_EQ(cache->k_bytes_full_in_use(), 4 * 9 * page_);
   EXPECT_EQ(cache->free_k_pages(2), 10 - 3 - 3);
-  EXPECT_EQ(cache->k_bytes_per_token(a), 6 * 6 * 4);
-  EXPECT_EQ(cache->k_bytes_per_token(b), 9 * 6 * 4);
+  EXPECT_EQ(cache->k_bytes_per_token(a), 6 * 6 * elem_);
+  EXPECT_EQ(cache->k_bytes_per_token(b), 9 * 6 * elem_);
   // Pages of different slots never collide within a layer.
   cache->RemoveSequence(a);
   cache->RemoveSequence(b);
@@ -74,7 +80,7 @@ TEST_F(KvCacheTest, ChaiSequencesTakeFewerPagesAndGiveThemAllBack) {
   for (int l = 0; l < 3; ++l) EXPECT_EQ(cache->free_k_pages(l), 10 * Plan().k_heads[l]);
 }
 
-TEST_F(KvCacheTest, PlainSequencesInAChaiCacheRunOutOfKeyPagesFirst) {
+TEST_P(KvCacheTest, PlainSequencesInAChaiCacheRunOutOfKeyPagesFirst) {
   auto cache = Make(Plan(), 10);
   const int32_t s = *cache->AddSequence(false);
   // Layer 2 has 10 pages; a plain sequence needs 3 per block there.
@@ -86,7 +92,7 @@ TEST_F(KvCacheTest, PlainSequencesInAChaiCacheRunOutOfKeyPagesFirst) {
   EXPECT_EQ(cache->Reserve(s, 40).code(), absl::StatusCode::kOutOfRange);
 }
 
-TEST_F(KvCacheTest, SlotPagesAreDistinct) {
+TEST_P(KvCacheTest, SlotPagesAreDistinct) {
   auto cache = Make(Plan(), 12);
   std::vector<int32_t> slots;
   for (int i = 0; i < 3; ++i) {
@@ -107,7 +113,7 @@ TEST_F(KvCacheTest, SlotPagesAreDistinct) {
   }
 }
 
-TEST_F(KvCacheTest, NewSequencesGetValidMapsAndBadMapsAreRejected) {
+TEST_P(KvCacheTest, NewSequencesGetValidMapsAndBadMapsAreRejected) {
   auto cache = Make(Plan(), 10);
   const int32_t s = *cache->AddSequence(true);
   EXPECT_TRUE(cache->needs_clustering(s));
@@ -134,7 +140,7 @@ TEST_F(KvCacheTest, NewSequencesGetValidMapsAndBadMapsAreRejected) {
   EXPECT_EQ(Make({}, 4)->AddSequence(true).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_F(KvCacheTest, RejectsBadPlans) {
+TEST_P(KvCacheTest, RejectsBadPlans) {
   KvCacheOptions o;
   o.num_blocks = 4;
   o.max_seq_len = 16;
@@ -147,6 +153,12 @@ TEST_F(KvCacheTest, RejectsBadPlans) {
   o.chai = {{6, 3, 2}, {3, 2}};
   EXPECT_FALSE(o.Validate(config_).ok());
 }
+
+INSTANTIATE_TEST_SUITE_P(KvDtypes, KvCacheTest,
+                         ::testing::Values(kernels::DType::kF16, kernels::DType::kF32),
+                         [](const ::testing::TestParamInfo<kernels::DType>& info) {
+                           return std::string(kernels::Name(info.param));
+                         });
 
 }  // namespace
 }  // namespace chai::engine

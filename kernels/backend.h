@@ -101,9 +101,11 @@ struct RopeParams {
 // A member head h multiplies its representative's probabilities with its
 // OWN values: out_h = P_{score_head[h]} V_{h / group}. Plain attention is the
 // identity map with k_src[j] = j and k_slot[h] = h / group.
+// Elements of k and v are the backend's KvDtype() (float32, or IEEE fp16 on
+// the CPU backend by default).
 struct KvLayer {
-  float* k = nullptr;
-  float* v = nullptr;
+  void* k = nullptr;
+  void* v = nullptr;
   const int32_t* k_pages = nullptr;
   const int32_t* k_src = nullptr;
   const int32_t* score_head = nullptr;
@@ -201,9 +203,14 @@ class Backend {
   virtual void GatherRows(const float* src, const int32_t* rows, int32_t n, int32_t dim,
                           float* dst) = 0;
 
-  // Writes each token's keys and values into its cache slot: all KV heads'
-  // values, and for keys each K slot j of the token's sequence with
-  // k_src[j] >= 0 gets head k_src[j].
+  // Element type of the KV cache this backend's StoreKv writes and Attention
+  // reads: DType::kF32 or DType::kF16 (KvLayer). The engine sizes the
+  // cache's buffers with it.
+  virtual DType KvDtype() const { return DType::kF32; }
+
+  // Writes each token's keys and values into its cache slot (rounded to
+  // KvDtype(), to nearest even): all KV heads' values, and for keys each K
+  // slot j of the token's sequence with k_src[j] >= 0 gets head k_src[j].
   // k, v: [n_tokens, kv.n_kv_heads, head_dim].
   virtual void StoreKv(const float* k, const float* v, const TokenPlacement& place,
                        KvLayer& kv) = 0;

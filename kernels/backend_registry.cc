@@ -201,8 +201,9 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(BackendKind kind,
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   if (kind == BackendKind::kCpu ||
       (kind == BackendKind::kAuto && !CudaAvailability(options).ok())) {
-    return CreateCpuBackendOrError(
-        {.threads = options.cpu_threads, .activation_mode = options.cpu_activations});
+    return CreateCpuBackendOrError({.threads = options.cpu_threads,
+                                    .activation_mode = options.cpu_activations,
+                                    .kv_dtype = options.cpu_kv_dtype});
   }
   absl::StatusOr<const ChaiCudaModule*> api = Module(options);
   if (!api.ok()) return api.status();

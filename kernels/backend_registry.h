@@ -38,6 +38,9 @@ struct BackendOptions {
   int cpu_threads = 0;  // CPU backend threads; 0 = all cores
   // CPU backend only: how quantized weights meet activations.
   cpu::ActivationMode cpu_activations = CpuBackendOptions{}.activation_mode;
+  // CPU backend only: KV cache element type, kF16 or kF32 (the CUDA backend
+  // keeps float32).
+  DType cpu_kv_dtype = CpuBackendOptions{}.kv_dtype;
   int cuda_device = 0;           // CUDA device ordinal
   std::string cuda_module_path;  // empty: the search order above
 

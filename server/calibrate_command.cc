@@ -22,13 +22,15 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "server/activations_flag.h"
 #include "server/cli_flags.h"
+#include "server/kv_dtype_flag.h"
 
 namespace chai::server {
 namespace {
 
 constexpr char kSynopsis[] =
     "chai calibrate --model PATH --data FILE.jsonl --out FILE.json [--samples N] [--tokens T] "
-    "[--threads N] [--activations int16|float] [--seed S] [--min-strength F] [--max-residual F] "
+    "[--threads N] [--activations int16|float] [--kv-cache-dtype f16|f32] [--seed S] "
+    "[--min-strength F] [--max-residual F] "
     "[--kl-budget B [--kl-samples N] [--kl-tokens T]]";
 
 int UsageError(const std::string& msg) {
@@ -85,6 +87,7 @@ int RunCalibrate(const std::vector<std::string>& args) {
   f.Value("tokens", "tokens per sample (each document's first T tokens)", "128");
   f.Value("threads", "CPU threads; 0 = all cores", "0");
   DeclareActivationsFlag(f);
+  DeclareKvDtypeFlag(f);
   f.Value("seed", "K-means seed", "0");
   f.Value("min-strength", "weakest knee (Kneedle difference, 0-1) that counts; else keep all heads",
           "0.1");
@@ -135,8 +138,10 @@ int RunCalibrate(const std::vector<std::string>& args) {
   const int n_threads = *threads == 0 ? hw : static_cast<int>(*threads);
   absl::StatusOr<kernels::cpu::ActivationMode> activations = ActivationsFlag(f);
   if (!activations.ok()) return UsageError(std::string(activations.status().message()));
-  std::unique_ptr<kernels::Backend> backend =
-      kernels::CreateCpuBackend({.threads = n_threads, .activation_mode = *activations});
+  absl::StatusOr<kernels::DType> kv_dtype = KvDtypeFlag(f);
+  if (!kv_dtype.ok()) return UsageError(std::string(kv_dtype.status().message()));
+  std::unique_ptr<kernels::Backend> backend = kernels::CreateCpuBackend(
+      {.threads = n_threads, .activation_mode = *activations, .kv_dtype = *kv_dtype});
   engine::CalibrationOptions opt;
   opt.samples = static_cast<int32_t>(*samples);
   opt.tokens = static_cast<int32_t>(*tokens);
@@ -193,7 +198,8 @@ int RunCalibrate(const std::vector<std::string>& args) {
                     absl::StrFormat("%.4f", gated->mean_kl));
   }
   // The CPU numerics the features came from (--activations).
-  absl::StrAppend(&result->config.calibration->method, "; CPU activations ", f.Str("activations"));
+  absl::StrAppend(&result->config.calibration->method, "; CPU activations ", f.Str("activations"),
+                  ", KV cache ", f.Str("kv-cache-dtype"));
   if (absl::Status s = result->config.Save(out); !s.ok()) return Failure(s);
   if (absl::Status s = engine::WriteTextFile(csv_path, engine::CalibrationCsv(*result)); !s.ok()) {
     return Failure(s);

@@ -18,6 +18,7 @@
 #include "nlohmann/json.hpp"
 #include "server/activations_flag.h"
 #include "server/cli_flags.h"
+#include "server/kv_dtype_flag.h"
 
 namespace chai::server {
 namespace {
@@ -28,7 +29,7 @@ using Clock = std::chrono::steady_clock;
 constexpr char kSynopsis[] =
     "chai eval --model PATH --task hellaswag|piqa|arc-easy|arc-challenge|boolq|wikitext "
     "--data DIR [--split test|dev] [--limit N] [--chai-config none|FILE] [--threads N] "
-    "[--activations int16|float] [--json]";
+    "[--activations int16|float] [--kv-cache-dtype f16|f32] [--json]";
 
 // WikiText-2 windows, as llama.cpp's perplexity default (-c 512).
 constexpr int32_t kPerplexityContext = 512;
@@ -101,6 +102,7 @@ int RunEval(const std::vector<std::string>& args) {
   f.Value("chai-config", "CHAI cluster config: none, or a FILE (default: the shipped one)", "");
   f.Value("threads", "CPU threads; 0 = all cores", "0");
   DeclareActivationsFlag(f);
+  DeclareKvDtypeFlag(f);
   f.Bool("json", "print one JSON object with the results");
   if (absl::Status s = f.Parse(args); !s.ok()) return UsageError(std::string(s.message()));
   if (f.help_requested()) {
@@ -124,6 +126,8 @@ int RunEval(const std::vector<std::string>& args) {
   if (!threads.ok()) return UsageError(std::string(threads.status().message()));
   absl::StatusOr<kernels::cpu::ActivationMode> activations = ActivationsFlag(f);
   if (!activations.ok()) return UsageError(std::string(activations.status().message()));
+  absl::StatusOr<kernels::DType> kv_dtype = KvDtypeFlag(f);
+  if (!kv_dtype.ok()) return UsageError(std::string(kv_dtype.status().message()));
   const bool json = f.On("json");
   const std::string dir = f.Str("data");
 
@@ -151,8 +155,10 @@ int RunEval(const std::vector<std::string>& args) {
   if (!chai.ok()) return Failure(chai.status());
   if (!chai->warning.empty()) std::fprintf(stderr, "chai eval: %s\n", chai->warning.c_str());
 
-  std::unique_ptr<kernels::Backend> backend = kernels::CreateCpuBackend(
-      {.threads = static_cast<int>(*threads), .activation_mode = *activations});
+  std::unique_ptr<kernels::Backend> backend =
+      kernels::CreateCpuBackend({.threads = static_cast<int>(*threads),
+                                 .activation_mode = *activations,
+                                 .kv_dtype = *kv_dtype});
   ev::EvalEngineOptions eo;
   eo.max_seq_len = config.context_length;
   if (*task == ev::Task::kWikitext) {

@@ -13,6 +13,7 @@
 #include "server/activations_flag.h"
 #include "server/chai_config_flag.h"
 #include "server/cli_flags.h"
+#include "server/kv_dtype_flag.h"
 
 namespace chai::server {
 namespace {
@@ -20,7 +21,8 @@ namespace {
 constexpr char kSynopsis[] =
     "chai generate --model PATH --prompt TEXT [--chat] [--max-tokens N] [--temperature T] "
     "[--top-k K] [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--chai-config none|FILE] "
-    "[--backend auto|cpu|cuda] [--threads N] [--activations int16|float] [--json]";
+    "[--backend auto|cpu|cuda] [--threads N] [--activations int16|float] [--kv-cache-dtype "
+    "f16|f32] [--json]";
 
 int UsageError(const std::string& msg) {
   std::fprintf(stderr, "chai generate: %s (see --help)\n", msg.c_str());
@@ -59,6 +61,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   f.Value("backend", "auto, cpu or cuda", "auto");
   f.Value("threads", "CPU threads; 0 = all cores", "0");
   DeclareActivationsFlag(f);
+  DeclareKvDtypeFlag(f);
   f.Bool("json", "print JSON Lines: one object per token, then a summary");
   if (absl::Status s = f.Parse(args); !s.ok()) return UsageError(std::string(s.message()));
   if (f.help_requested()) {
@@ -102,6 +105,8 @@ int RunGenerate(const std::vector<std::string>& args) {
   if (!backend_kind.ok()) return UsageError(std::string(backend_kind.status().message()));
   absl::StatusOr<kernels::cpu::ActivationMode> activations = ActivationsFlag(f);
   if (!activations.ok()) return UsageError(std::string(activations.status().message()));
+  absl::StatusOr<kernels::DType> kv_dtype = KvDtypeFlag(f);
+  if (!kv_dtype.ok()) return UsageError(std::string(kv_dtype.status().message()));
 
   auto t_load = std::chrono::steady_clock::now();
   absl::StatusOr<engine::LoadedModel> model = engine::LoadModel(f.Str("model"));
@@ -111,8 +116,10 @@ int RunGenerate(const std::vector<std::string>& args) {
   if (!chai.ok()) return Failure(chai.status());
   opts.chai = chai->plan;
   // auto: CUDA when its module loads and finds a device, else the CPU.
-  absl::StatusOr<std::unique_ptr<kernels::Backend>> created = kernels::CreateBackend(
-      *backend_kind, {.cpu_threads = static_cast<int>(*threads), .cpu_activations = *activations});
+  absl::StatusOr<std::unique_ptr<kernels::Backend>> created =
+      kernels::CreateBackend(*backend_kind, {.cpu_threads = static_cast<int>(*threads),
+                                             .cpu_activations = *activations,
+                                             .cpu_kv_dtype = *kv_dtype});
   if (!created.ok()) return Failure(created.status());
   std::unique_ptr<kernels::Backend> backend = *std::move(created);
   absl::StatusOr<std::unique_ptr<engine::ModelRunner>> runner =

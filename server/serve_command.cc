@@ -22,6 +22,7 @@
 #include "server/grpc/chai_service.h"
 #include "server/grpc/grpc_server.h"
 #include "server/grpc/memory_budget.h"
+#include "server/kv_dtype_flag.h"
 #include "server/metrics/metrics_http.h"
 #include "server/metrics/serving_metrics.h"
 
@@ -31,7 +32,7 @@ namespace {
 constexpr char kSynopsis[] =
     "chai serve --model PATH [--host 0.0.0.0] [--port 50051] [--metrics-port 9090] "
     "[--chai-config none|FILE] [--backend auto|cpu|cuda] [--threads N] "
-    "[--activations int16|float] [--max-model-len N] "
+    "[--activations int16|float] [--kv-cache-dtype f16|f32] [--max-model-len N] "
     "[--max-num-seqs N] [--max-batch-tokens N] [--max-queue N] "
     "[--kv-cache-bytes N | --gpu-memory-fraction F] [--drain-grace 5s] [--drain-timeout 30s] "
     "[--tls-cert F --tls-key F] [--api-key-file F] [--max-connection-age D] [--reflection]";
@@ -141,6 +142,7 @@ struct ServeFlags {
   double kv_fraction = kDefaultKvFraction;
   int64_t threads = 0;
   kernels::cpu::ActivationMode activations = kernels::cpu::ActivationMode::kInt16;
+  kernels::DType kv_dtype = kernels::DType::kF16;
   std::string backend;
   std::string chai_config;
   std::string api_key_file;
@@ -164,13 +166,16 @@ absl::Status ParseFlags(const FlagSet& f, ServeFlags* out) {
   absl::StatusOr<absl::Duration> grace = ParseFlagDuration(f, "drain-grace");
   absl::StatusOr<absl::Duration> drain = ParseFlagDuration(f, "drain-timeout");
   absl::StatusOr<kernels::cpu::ActivationMode> activations = ActivationsFlag(f);
+  absl::StatusOr<kernels::DType> kv_dtype = KvDtypeFlag(f);
   for (const absl::Status& s :
        {port.status(), metrics_port.status(), threads.status(), max_model_len.status(),
         max_num_seqs.status(), max_batch.status(), max_queue.status(), max_msg.status(),
-        max_streams.status(), grace.status(), drain.status(), activations.status()}) {
+        max_streams.status(), grace.status(), drain.status(), activations.status(),
+        kv_dtype.status()}) {
     if (!s.ok()) return s;
   }
   out->activations = *activations;
+  out->kv_dtype = *kv_dtype;
   out->grpc.port = static_cast<int32_t>(*port);
   out->metrics_port = *metrics_port;
   out->threads = *threads;
@@ -222,12 +227,13 @@ absl::Status ParseFlags(const FlagSet& f, ServeFlags* out) {
 // The KV cache budget: --kv-cache-bytes, or a share of the memory this
 // process may still use (cgroup-aware), never more than the configured
 // sequences can fill nor less than one full-length sequence.
-absl::StatusOr<int64_t> KvBudget(const ServeFlags& flags, const engine::LlamaConfig& config) {
+absl::StatusOr<int64_t> KvBudget(const ServeFlags& flags, const engine::LlamaConfig& config,
+                                 kernels::DType kv_dtype) {
   if (flags.kv_cache_bytes.has_value()) return *flags.kv_cache_bytes;
   absl::StatusOr<int64_t> available = AvailableMemoryBytes();
   if (!available.ok()) return available.status();
-  const int64_t per_token =
-      engine::KvCache::KBytesPerToken(config, {}) + engine::KvCache::VBytesPerToken(config);
+  const int64_t per_token = engine::KvCache::KBytesPerToken(config, {}, kv_dtype) +
+                            engine::KvCache::VBytesPerToken(config, kv_dtype);
   const int64_t max_len =
       flags.engine.max_model_len > 0 ? flags.engine.max_model_len : config.context_length;
   const int64_t one_seq = per_token * (max_len + flags.engine.block_size);
@@ -247,6 +253,7 @@ int RunServe(const std::vector<std::string>& args) {
   f.Value("backend", "auto, cpu or cuda", "auto");
   f.Value("threads", "CPU threads; 0 = all cores", "0");
   DeclareActivationsFlag(f);
+  DeclareKvDtypeFlag(f);
   f.Value("max-model-len", "longest prompt + completion; 0 = the model's context", "0");
   f.Value("max-num-seqs", "sequences decoded together", "64");
   f.Value("max-batch-tokens", "tokens in one forward pass", "2048");
@@ -324,17 +331,19 @@ int RunServe(const std::vector<std::string>& args) {
   absl::StatusOr<ResolvedChaiPlan> chai = ResolveChaiPlan(flags.chai_config, *model, "chai serve");
   if (!chai.ok()) return Failure(chai.status());
   flags.engine.chai = chai->plan;
-  absl::StatusOr<int64_t> kv_bytes = KvBudget(flags, model->weights->config);
-  if (!kv_bytes.ok()) return Failure(kv_bytes.status());
-  flags.engine.kv_cache_bytes = *kv_bytes;
   absl::StatusOr<kernels::BackendKind> backend_kind = kernels::ParseBackendKind(flags.backend);
   if (!backend_kind.ok()) return Failure(backend_kind.status());
   kernels::BackendOptions bo;
   bo.cpu_threads = static_cast<int>(flags.threads);
   bo.cpu_activations = flags.activations;
+  bo.cpu_kv_dtype = flags.kv_dtype;
   absl::StatusOr<std::unique_ptr<kernels::Backend>> backend =
       kernels::CreateBackend(*backend_kind, bo);
   if (!backend.ok()) return Failure(backend.status());
+  // The budget's unit is the backend's KV element (fp16 on the CPU).
+  absl::StatusOr<int64_t> kv_bytes = KvBudget(flags, model->weights->config, (*backend)->KvDtype());
+  if (!kv_bytes.ok()) return Failure(kv_bytes.status());
+  flags.engine.kv_cache_bytes = *kv_bytes;
   absl::StatusOr<std::unique_ptr<engine::RequestEngine>> engine =
       engine::RequestEngine::Create(&*model, backend->get(), flags.engine, m);
   if (!engine.ok()) return Failure(engine.status());

@@ -184,14 +184,16 @@ TEST_F(ChaiEngineTest, ClusteringShrinksKAndChangesOnlyChaiLayers) {
     }
   }
   // K memory: the pool and the bytes in use follow the plan's widths.
-  const int64_t page = 16 * config().head_dim * 4;
+  ASSERT_EQ(cache->kv_dtype(), kernels::DType::kF16);  // the CPU backend's default
+  const int64_t page = 16 * config().head_dim * 2;
   int64_t widths = 0;
   for (int32_t w : plan.k_heads) widths += w;
   EXPECT_EQ(cache->k_pool_bytes(), cache->options().num_blocks * widths * page);
   const int64_t blocks = (static_cast<int64_t>(ids.size()) + 15) / 16;
   EXPECT_EQ(cache->k_bytes_in_use(), blocks * widths * page);
   EXPECT_EQ(cache->k_bytes_full_in_use(), blocks * config().n_layers * config().n_kv_heads * page);
-  EXPECT_EQ(cache->k_bytes_per_token(0), KvCache::KBytesPerToken(config(), plan.k_heads));
+  EXPECT_EQ(cache->k_bytes_per_token(0),
+            KvCache::KBytesPerToken(config(), plan.k_heads, kernels::DType::kF16));
 }
 
 // Benchmarks time attention through the runner; timing must not change a

@@ -61,6 +61,8 @@ TEST(CliTest, BadFlagsExitTwoWithOneLine) {
       {"generate", "--model", "m", "--prompt", "p", "--backend", "tpu"},
       {"generate", "--model", "m", "--prompt", "p", "--activations", "int8"},
       {"generate", "--model", "m", "--prompt", "p", "--activations", "fast"},
+      {"generate", "--model", "m", "--prompt", "p", "--kv-cache-dtype", "bf16"},
+      {"generate", "--model", "m", "--prompt", "p", "--kv-cache-dtype", "F16"},
       {"generate", "--model", "m", "--prompt", "p", "--json=maybe"},
       {"generate", "--model", "m", "--prompt"},
       {"generate", "--prompt", "p"},
@@ -146,9 +148,10 @@ TEST_F(CliModelTest, GreedyJsonMatchesReference) {
     EXPECT_GT(summary["timings"][k].get<double>(), 0.0) << k;
   }
   EXPECT_EQ(summary["chai"]["enabled"], false);
-  // 5 prompt + 23 decoded tokens cached; SmolLM2: 30 layers x 3 KV heads x 64 x 4 bytes.
+  // 5 prompt + 23 decoded tokens cached; SmolLM2: 30 layers x 3 KV heads x 64
+  // x 2 bytes (the CPU's fp16 cache).
   const int64_t cached = static_cast<int64_t>(c["ids"].size()) + n - 1;
-  EXPECT_EQ(summary["chai"]["k_cache_bytes"], cached * 30 * 3 * 64 * 4);
+  EXPECT_EQ(summary["chai"]["k_cache_bytes"], cached * 30 * 3 * 64 * 2);
   EXPECT_EQ(summary["chai"]["k_cache_bytes_full"], summary["chai"]["k_cache_bytes"]);
 
   // --activations float (exact weights) reaches the CPU backend: the same
@@ -172,6 +175,25 @@ TEST_F(CliModelTest, GreedyJsonMatchesReference) {
     }
     EXPECT_GT(max_diff, 0.0) << "--activations float changed nothing";
     EXPECT_LT(max_diff, 0.05);
+  }
+
+  // --kv-cache-dtype f32 reaches the CPU backend: a float32 cache, twice the
+  // bytes, the same greedy tokens.
+  CliRun f32 =
+      Chai({"generate", "--model", ModelPath(), "--prompt", c["prompt"].get<std::string>(),
+            "--temperature", "0", "--max-tokens", std::to_string(n), "--ignore-eos", "--json",
+            "--threads", "2", "--chai-config", "none", "--kv-cache-dtype", "f32"});
+  ASSERT_EQ(f32.status, 0) << f32.err;
+  {
+    std::istringstream in(f32.out), in16(r.out);
+    std::string a, b;
+    nlohmann::json last;
+    while (std::getline(in, a) && std::getline(in16, b)) {
+      last = nlohmann::json::parse(a);
+      if (!last.contains("id")) break;
+      EXPECT_EQ(last["id"], nlohmann::json::parse(b)["id"]);
+    }
+    EXPECT_EQ(last["chai"]["k_cache_bytes"], cached * 30 * 3 * 64 * 4) << a;
   }
 
   // Plain mode prints the same text.
@@ -198,8 +220,8 @@ TEST_F(CliModelTest, ShippedChaiConfigIsOnByDefault) {
   int64_t k_heads = 0;
   for (const auto& l : config["layers"]) k_heads += l["k_heads"].get<int64_t>();
   const int64_t cached = summary["usage"]["prompt_tokens"].get<int64_t>() + n - 1;
-  EXPECT_EQ(summary["chai"]["k_cache_bytes"], cached * k_heads * 64 * 4);
-  EXPECT_EQ(summary["chai"]["k_cache_bytes_full"], cached * 30 * 3 * 64 * 4);
+  EXPECT_EQ(summary["chai"]["k_cache_bytes"], cached * k_heads * 64 * 2);  // fp16
+  EXPECT_EQ(summary["chai"]["k_cache_bytes_full"], cached * 30 * 3 * 64 * 2);
   EXPECT_LT(k_heads, 30 * 3);
 
   // A config of another shape is a one-line error and exit 1.

@@ -1,8 +1,9 @@
 // The CPU engine on the real default model against Hugging Face transformers
 // (float32) golden data made by tests/golden/make_logits_golden.py, and the
 // batch-composition invariance the scheduler relies on. Every test runs in
-// both activation modes of the CPU matmul (kernels/cpu/matmul.h): kFloat
-// (exact weights) and kInt16 (16-bit activation blocks, interleaved weights).
+// two CPU backend configurations: kFloat, exact weights (kernels/cpu/matmul.h)
+// with a float32 KV cache, the exact numerics; and kInt16, the defaults
+// (16-bit activation blocks over interleaved weights, an fp16 KV cache).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -55,7 +56,8 @@ class ModelGoldenTest : public ::testing::TestWithParam<ActivationMode> {
       fx_[i]->weights = weights_;
       fx_[i]->backend = kernels::CreateCpuBackend(
           {.threads = 2,
-           .activation_mode = i == 0 ? ActivationMode::kFloat : ActivationMode::kInt16});
+           .activation_mode = i == 0 ? ActivationMode::kFloat : ActivationMode::kInt16,
+           .kv_dtype = i == 0 ? kernels::DType::kF32 : kernels::DType::kF16});
       absl::StatusOr<std::unique_ptr<ModelRunner>> r =
           ModelRunner::Create(weights_, fx_[i]->backend.get(), 256);
       ASSERT_TRUE(r.ok()) << r.status();
@@ -113,7 +115,7 @@ class ModelGoldenTest : public ::testing::TestWithParam<ActivationMode> {
   Fixture* fx() const { return fx_[GetParam() == ActivationMode::kFloat ? 0 : 1]; }
 
   static ModelWeights* weights_;
-  static Fixture* fx_[2];  // kFloat, kInt16
+  static Fixture* fx_[2];  // kFloat + float32 KV, kInt16 + fp16 KV
   static nlohmann::json* golden_;
   static int32_t eos_id_;
 };
@@ -169,10 +171,11 @@ TEST_P(ModelGoldenTest, PromptLogitsMatchTransformers) {
   RecordProperty("mean_abs_logit_diff", std::to_string(mean_diff));
   // kFloat: both engines multiply float activations with the same
   // dequantized Q4_1 weights, so only summation order differs (measured: max
-  // 4.6e-5, mean 6e-6). kInt16 adds the 16-bit activation rounding (measured
-  // in docs/ENGINE.md: max ~6e-3, mean ~9e-4). The bound leaves room for
-  // other CPUs' rounding while any wrong op (RoPE layout, norm, GQA mapping,
-  // 8-bit activations: mean 0.21) is orders larger.
+  // 4.6e-5, mean 6e-6). kInt16 adds the 16-bit activation rounding (alone:
+  // max ~6e-3, mean ~9e-4) and the fp16 rounding of every cached key and
+  // value (together: max 1.1e-2, mean 2.7e-3; docs/ENGINE.md). The bound
+  // leaves room for other CPUs' rounding while any wrong op (RoPE layout,
+  // norm, GQA mapping, 8-bit activations: mean 0.21) is orders larger.
   EXPECT_LT(mean_diff, 1e-4 * max_abs_logit);
   EXPECT_LT(max_diff_all, 1e-3 * max_abs_logit);
 }

@@ -2,7 +2,8 @@
 // the machine's memory bandwidth measured in the same run (issue 2 item 9).
 //
 //   chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] [--prompt-len 128]
-//   [--no-prefill] [--activations int16|float|int8] [--op-times] [--json]
+//   [--no-prefill] [--activations int16|float|int8] [--kv-cache-dtype f16|f32] [--op-times]
+//   [--json]
 //
 // Measures (one process, same machine state):
 //   bandwidth   best-of-5 streaming read of 512 MiB (kernels/cpu/memory_bandwidth.h)
@@ -144,6 +145,7 @@ int Main(int argc, char** argv) {
   std::vector<int32_t> batches = {1, 8, 32};
   kernels::cpu::ActivationMode mode = kernels::CpuBackendOptions{}.activation_mode;
   std::string mode_name = "default";
+  kernels::DType kv_dtype = kernels::CpuBackendOptions{}.kv_dtype;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--activations" && i + 1 < argc) {
@@ -156,6 +158,15 @@ int Main(int argc, char** argv) {
         return 2;
       }
       mode = *parsed;
+      continue;
+    }
+    if (a == "--kv-cache-dtype" && i + 1 < argc) {
+      const std::string v = argv[++i];
+      if (v != "f16" && v != "f32") {
+        std::fprintf(stderr, "chai_engine_bench: --kv-cache-dtype must be f16 or f32\n");
+        return 2;
+      }
+      kv_dtype = v == "f16" ? kernels::DType::kF16 : kernels::DType::kF32;
       continue;
     }
     if (a == "--model" && i + 1 < argc) {
@@ -184,7 +195,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] "
                    "[--prompt-len 128] [--no-prefill] [--activations int16|float|int8] "
-                   "[--op-times] [--json]\n");
+                   "[--kv-cache-dtype f16|f32] [--op-times] [--json]\n");
       return 2;
     }
   }
@@ -193,7 +204,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "chai_engine_bench: %s\n", std::string(model.status().message()).c_str());
     return 1;
   }
-  auto backend = kernels::CreateCpuBackend({.threads = threads, .activation_mode = mode});
+  auto backend = kernels::CreateCpuBackend(
+      {.threads = threads, .activation_mode = mode, .kv_dtype = kv_dtype});
   auto runner = *ModelRunner::Create(model->weights.get(), backend.get(), 512);
   const int n_threads =
       threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
@@ -215,6 +227,7 @@ int Main(int argc, char** argv) {
   nlohmann::json out = {{"model", model_path},
                         {"threads", n_threads},
                         {"activations", mode_name},
+                        {"kv_cache_dtype", kernels::Name(kv_dtype)},
                         {"bandwidth_gbps", bandwidth / 1e9},
                         {"decode_weight_bytes", weight_bytes},
                         {"prefill_512_tokens_per_s", prefill ? 512 / prefill_s : 0.0}};

@@ -107,8 +107,9 @@ class RequestEngine::Impl {
         logits_(static_cast<size_t>(options.max_num_seqs) * vocab_size_) {
     const LlamaConfig& config = model->weights->config;
     if (options.chai.enabled()) {
-      k_saved_per_token_ = KvCache::KBytesPerToken(config, {}) -
-                           KvCache::KBytesPerToken(config, options.chai.k_heads);
+      k_saved_per_token_ =
+          KvCache::KBytesPerToken(config, {}, cache_->kv_dtype()) -
+          KvCache::KBytesPerToken(config, options.chai.k_heads, cache_->kv_dtype());
     }
     snapshot_.kv_blocks_total = cache_->options().num_blocks;
     snapshot_.max_model_len = max_model_len_;
@@ -599,8 +600,8 @@ absl::StatusOr<std::unique_ptr<RequestEngine>> RequestEngine::Create(
   }
   KvCacheOptions kv;
   kv.block_size = options.block_size;
-  kv.num_blocks =
-      KvCache::BlocksForBytes(config, options.chai, options.block_size, options.kv_cache_bytes);
+  kv.num_blocks = KvCache::BlocksForBytes(config, options.chai, options.block_size,
+                                          backend->KvDtype(), options.kv_cache_bytes);
   kv.max_seqs = options.max_num_seqs;
   kv.max_seq_len = max_model_len;
   kv.chai = options.chai;

@@ -284,8 +284,8 @@ TEST_F(RequestEngineTest, PreemptionWithASmallCacheKeepsTokensIdentical) {
   tight.max_model_len = 128;
   tight.block_size = 16;
   const LlamaConfig& config = model_->weights->config;
-  tight.kv_cache_bytes =
-      128 * (KvCache::KBytesPerToken(config, {}) + KvCache::VBytesPerToken(config));
+  tight.kv_cache_bytes = 128 * (KvCache::KBytesPerToken(config, {}, backend_->KvDtype()) +
+                                KvCache::VBytesPerToken(config, backend_->KvDtype()));
   tight.prefill_chunk = 16;
   RecordingObserver obs;
   engine = MakeEngine(tight, &obs);

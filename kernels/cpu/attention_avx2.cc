@@ -25,32 +25,38 @@ namespace {
 // only after a few misses. kernels_bench BM_PagedAttention: the same calls
 // on one layer's (cache-resident) K/V run 2-3x faster; these prefetches win
 // back 7-13% at batches 8 and 32 (docs/PERFORMANCE.md, session 8).
-CHAI_AVX2_INLINE void PrefetchBytes(const float* p, int64_t bytes) {
+CHAI_AVX2_INLINE void PrefetchBytes(const void* p, int64_t bytes) {
   const char* c = reinterpret_cast<const char*>(p);
   for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch(c + off, _MM_HINT_T0);
+}
+
+// 8 cache elements as floats (fp16 widens exactly).
+CHAI_AVX2_INLINE __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+CHAI_AVX2_INLINE __m256 Load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
 // The portable Dot's tail: no elements left, so tail = 0.0f is added.
 CHAI_AVX2_INLINE float Finish(__m256 acc, float scale) { return (Hsum(acc) + 0.0f) * scale; }
 
 // acc[c] += w * v[8c..8c+7] for c < NC: one position of a head's output span.
-template <int NC>
-CHAI_AVX2_INLINE void Axpy(__m256 w, const float* v, __m256* acc) {
+template <int NC, typename T>
+CHAI_AVX2_INLINE void Axpy(__m256 w, const T* v, __m256* acc) {
 #pragma GCC unroll 8
-  for (int c = 0; c < NC; ++c)
-    acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(w, _mm256_loadu_ps(v + 8 * c)));
+  for (int c = 0; c < NC; ++c) acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(w, Load8(v + 8 * c)));
 }
 
 // out[d0 .. d0 + 8 NC) of every head of the call, over positions [0, len).
-template <int NC>
+template <int NC, typename T>
 CHAI_AVX2 void MixSpan(const MixArgs& a, int32_t d0) {
   const int64_t row_stride = int64_t{a.n_kv_heads} * a.head_dim;
   const int32_t bs = a.block_size;
   const int32_t span = bs * std::max(1, 64 / bs);
-  const int64_t row_bytes = int64_t{8 * NC} * sizeof(float);
+  const int64_t row_bytes = int64_t{8 * NC} * sizeof(T);
+  const T* v = static_cast<const T*>(a.v);
   auto v_row = [&](int32_t p) {
-    return a.v +
-           ((int64_t{a.table[p / bs]} * bs + p % bs) * a.n_kv_heads + a.kv_head) * a.head_dim + d0;
+    return v + ((int64_t{a.table[p / bs]} * bs + p % bs) * a.n_kv_heads + a.kv_head) * a.head_dim +
+           d0;
   };
   for (int32_t p = 0; p < std::min(a.len, span); ++p) PrefetchBytes(v_row(p), row_bytes);
   for (int32_t start = 0; start < a.len; start += span) {
@@ -66,8 +72,8 @@ CHAI_AVX2 void MixSpan(const MixArgs& a, int32_t d0) {
       for (int c = 0; c < NC; ++c) acc[c] = _mm256_loadu_ps(o + 8 * c);
       for (int32_t page = start; page < end; page += bs) {
         const int32_t n = std::min(bs, end - page);
-        const float* vp =
-            a.v + (int64_t{a.table[page / bs]} * bs * a.n_kv_heads + a.kv_head) * a.head_dim + d0;
+        const T* vp =
+            v + (int64_t{a.table[page / bs]} * bs * a.n_kv_heads + a.kv_head) * a.head_dim + d0;
         for (int32_t i = 0; i < n; ++i, vp += row_stride) {
           Axpy<NC>(_mm256_broadcast_ss(w + page + i), vp, acc);
         }
@@ -82,14 +88,18 @@ CHAI_AVX2 void MixSpan(const MixArgs& a, int32_t d0) {
 
 bool Avx2AttentionSupports(int32_t head_dim) { return head_dim > 0 && head_dim % 8 == 0; }
 
-CHAI_AVX2 void ScoreAvx2(const ScoreArgs& a) {
+namespace {
+
+template <typename T>
+CHAI_AVX2 void ScoreAvx2Of(const ScoreArgs& a) {
   const int32_t hd = a.head_dim;
   float max_s[kMaxGroup];
   for (int32_t j = 0; j < a.n_heads; ++j) max_s[j] = -std::numeric_limits<float>::infinity();
-  const int64_t page_bytes = int64_t{a.block_size} * hd * sizeof(float);
+  const int64_t page_bytes = int64_t{a.block_size} * hd * sizeof(T);
   const int32_t n_pages = (a.len + a.block_size - 1) / a.block_size;
+  const T* k = static_cast<const T*>(a.k);
   auto page_at = [&](int32_t i) {
-    return a.k + int64_t{a.pages[i * a.page_stride]} * a.block_size * hd;
+    return k + int64_t{a.pages[i * a.page_stride]} * a.block_size * hd;
   };
   // Two pages ahead: one page's work (a few hundred ns) is only a few DRAM
   // latencies.
@@ -98,7 +108,7 @@ CHAI_AVX2 void ScoreAvx2(const ScoreArgs& a) {
     const int32_t n = std::min(a.block_size, a.len - start);
     const int32_t page = start / a.block_size;
     if (page + 2 < n_pages) PrefetchBytes(page_at(page + 2), page_bytes);
-    const float* kp = page_at(page);
+    const T* kp = page_at(page);
     for (int32_t j = 0; j < a.n_heads; ++j) {
       const int32_t h = a.heads[j];
       const float* qh = a.q + int64_t{h} * hd;
@@ -106,14 +116,14 @@ CHAI_AVX2 void ScoreAvx2(const ScoreArgs& a) {
       float m = max_s[j];
       int32_t i = 0;
       for (; i + 4 <= n; i += 4) {
-        const float* k0 = kp + int64_t{i} * hd;
+        const T* k0 = kp + int64_t{i} * hd;
         __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
         for (int32_t d = 0; d < hd; d += 8) {
           const __m256 qv = _mm256_loadu_ps(qh + d);
-          acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(qv, _mm256_loadu_ps(k0 + d)));
-          acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(qv, _mm256_loadu_ps(k0 + hd + d)));
-          acc2 = _mm256_add_ps(acc2, _mm256_mul_ps(qv, _mm256_loadu_ps(k0 + 2 * hd + d)));
-          acc3 = _mm256_add_ps(acc3, _mm256_mul_ps(qv, _mm256_loadu_ps(k0 + 3 * hd + d)));
+          acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(qv, Load8(k0 + d)));
+          acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(qv, Load8(k0 + hd + d)));
+          acc2 = _mm256_add_ps(acc2, _mm256_mul_ps(qv, Load8(k0 + 2 * hd + d)));
+          acc3 = _mm256_add_ps(acc3, _mm256_mul_ps(qv, Load8(k0 + 3 * hd + d)));
         }
         const float s[4] = {Finish(acc0, a.scale), Finish(acc1, a.scale), Finish(acc2, a.scale),
                             Finish(acc3, a.scale)};
@@ -123,10 +133,10 @@ CHAI_AVX2 void ScoreAvx2(const ScoreArgs& a) {
         }
       }
       for (; i < n; ++i) {
-        const float* k0 = kp + int64_t{i} * hd;
+        const T* k0 = kp + int64_t{i} * hd;
         __m256 acc = _mm256_setzero_ps();
         for (int32_t d = 0; d < hd; d += 8) {
-          acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(qh + d), _mm256_loadu_ps(k0 + d)));
+          acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(qh + d), Load8(k0 + d)));
         }
         row[i] = Finish(acc, a.scale);
         m = std::max(m, row[i]);
@@ -135,6 +145,40 @@ CHAI_AVX2 void ScoreAvx2(const ScoreArgs& a) {
     }
   }
   ExpNormalizeAvx2(a, max_s);
+}
+
+template <typename T>
+CHAI_AVX2 void MixAvx2Of(const MixArgs& a) {
+  for (int32_t j = 0; j < a.n_heads; ++j) {
+    float* o = a.out + int64_t{a.heads[j]} * a.head_dim;
+    std::fill(o, o + a.head_dim, 0.0f);
+  }
+  // MixSpan<n> for a span of 8n output elements.
+  static constexpr void (*kSpan[])(const MixArgs&, int32_t) = {
+      MixSpan<1, T>, MixSpan<2, T>, MixSpan<3, T>, MixSpan<4, T>,
+      MixSpan<5, T>, MixSpan<6, T>, MixSpan<7, T>, MixSpan<8, T>};
+  for (int32_t d0 = 0; d0 < a.head_dim; d0 += 64) {
+    kSpan[std::min(64, a.head_dim - d0) / 8 - 1](a, d0);
+  }
+  ScaleByInvSum(a);
+}
+
+}  // namespace
+
+void ScoreAvx2(const ScoreArgs& a) {
+  if (a.f16) {
+    ScoreAvx2Of<uint16_t>(a);
+  } else {
+    ScoreAvx2Of<float>(a);
+  }
+}
+
+void MixAvx2(const MixArgs& a) {
+  if (a.f16) {
+    MixAvx2Of<uint16_t>(a);
+  } else {
+    MixAvx2Of<float>(a);
+  }
 }
 
 CHAI_AVX2 void ExpNormalizeAvx2(const ScoreArgs& a, const float* max_s) {
@@ -156,21 +200,6 @@ CHAI_AVX2 void ExpNormalizeAvx2(const ScoreArgs& a, const float* max_s) {
     }
     a.inv_sum[h] = 1.0f / (Hsum(acc) + tail);
   }
-}
-
-CHAI_AVX2 void MixAvx2(const MixArgs& a) {
-  for (int32_t j = 0; j < a.n_heads; ++j) {
-    float* o = a.out + int64_t{a.heads[j]} * a.head_dim;
-    std::fill(o, o + a.head_dim, 0.0f);
-  }
-  // MixSpan<n> for a span of 8n output elements.
-  static constexpr void (*kSpan[])(const MixArgs&, int32_t) = {MixSpan<1>, MixSpan<2>, MixSpan<3>,
-                                                               MixSpan<4>, MixSpan<5>, MixSpan<6>,
-                                                               MixSpan<7>, MixSpan<8>};
-  for (int32_t d0 = 0; d0 < a.head_dim; d0 += 64) {
-    kSpan[std::min(64, a.head_dim - d0) / 8 - 1](a, d0);
-  }
-  ScaleByInvSum(a);
 }
 
 }  // namespace chai::kernels::cpu::internal

@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/test_util.h"
@@ -78,7 +79,7 @@ TEST_P(Avx2AttentionTest, BitIdenticalToPortableKernels) {
   }
   KvLayer layer;
   layer.k = const_cast<float*>(k.data());
-  layer.v = const_cast<float*>(v.data());
+  layer.v = const_cast<float*>(v.data());  // PagedAttention only reads the pools
   layer.k_pages = pages.data();
   layer.k_src = k_src.data();
   layer.score_head = score_head.data();
@@ -104,14 +105,49 @@ TEST_P(Avx2AttentionTest, BitIdenticalToPortableKernels) {
   const std::vector<float> q = testing::RandomFloats(seq.size() * c.n_q * c.head_dim, rng, 2.0f);
   ThreadPool pool(2);
   std::vector<float> fast(q.size(), std::nanf("")), portable(q.size(), std::nanf(""));
-  PagedAttention(q.data(), c.n_q, place, layer, fast.data(), &pool, /*allow_avx2=*/true);
-  PagedAttention(q.data(), c.n_q, place, layer, portable.data(), &pool, /*allow_avx2=*/false);
-  for (size_t t = 0; t < seq.size(); ++t) {
-    const size_t row = t * c.n_q * c.head_dim;
-    ASSERT_EQ(0, std::memcmp(&fast[row], &portable[row], c.n_q * c.head_dim * sizeof(float)))
-        << "token " << t << " (seq " << seq[t] << ", pos " << pos[t] << ")";
-  }
+  PagedAttention(q.data(), c.n_q, place, layer, DType::kF32, fast.data(), &pool,
+                 /*allow_avx2=*/true);
+  PagedAttention(q.data(), c.n_q, place, layer, DType::kF32, portable.data(), &pool,
+                 /*allow_avx2=*/false);
+  auto expect_same = [&](const std::vector<float>& a, const std::vector<float>& b,
+                         const char* what) {
+    for (size_t t = 0; t < seq.size(); ++t) {
+      const size_t row = t * c.n_q * c.head_dim;
+      ASSERT_EQ(0, std::memcmp(&a[row], &b[row], c.n_q * c.head_dim * sizeof(float)))
+          << what << ": token " << t << " (seq " << seq[t] << ", pos " << pos[t] << ")";
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(expect_same(fast, portable, "float cache, AVX2 vs portable"));
   EXPECT_TRUE(std::all_of(fast.begin(), fast.end(), [](float x) { return std::isfinite(x); }));
+
+  // The same cache in fp16, and a float cache holding its values: both
+  // implementations read fp16 exactly, so all four give the same bits.
+  std::vector<uint16_t> k16(k.size()), v16(v.size());
+  std::vector<float> k_rounded(k.size()), v_rounded(v.size());
+  for (size_t i = 0; i < k.size(); ++i) {
+    k16[i] = Fp32ToFp16(k[i]);
+    k_rounded[i] = Fp16ToFp32(k16[i]);
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    v16[i] = Fp32ToFp16(v[i]);
+    v_rounded[i] = Fp16ToFp32(v16[i]);
+  }
+  ASSERT_NE(k_rounded, k);  // the rounding is real
+  KvLayer layer16 = layer, rounded = layer;
+  layer16.k = k16.data();
+  layer16.v = v16.data();
+  rounded.k = k_rounded.data();
+  rounded.v = v_rounded.data();
+  std::vector<float> fast16(q.size(), std::nanf("")), portable16(q.size(), std::nanf("")),
+      reference(q.size(), std::nanf(""));
+  PagedAttention(q.data(), c.n_q, place, layer16, DType::kF16, fast16.data(), &pool,
+                 /*allow_avx2=*/true);
+  PagedAttention(q.data(), c.n_q, place, layer16, DType::kF16, portable16.data(), &pool,
+                 /*allow_avx2=*/false);
+  PagedAttention(q.data(), c.n_q, place, rounded, DType::kF32, reference.data(), &pool,
+                 /*allow_avx2=*/false);
+  ASSERT_NO_FATAL_FAILURE(expect_same(fast16, portable16, "fp16 cache, AVX2 vs portable"));
+  ASSERT_NO_FATAL_FAILURE(expect_same(portable16, reference, "fp16 cache vs its float values"));
 }
 
 INSTANTIATE_TEST_SUITE_P(

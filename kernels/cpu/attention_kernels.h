@@ -8,6 +8,11 @@
 // sharing one KV head, out_h = (sum_p probs[score_head[h]][p] * v_p) *
 // inv_sum[score_head[h]].
 //
+// K and V elements are float or IEEE fp16 (the CPU backend's KvDtype());
+// fp16 values are widened exactly (F16C's vcvtph2ps, or Fp16ToFp32) before
+// any arithmetic, so an fp16 cache gives the bits a float cache holding the
+// same (fp16-representable) values gives.
+//
 // Both implementations do, per output element, the same float operations in
 // the same order (the library builds with -ffp-contract=off, and the AVX2
 // kernels use separate multiplies and adds):
@@ -36,7 +41,8 @@ struct ScoreArgs {
   const float* q;        // token's queries [n_q_heads, head_dim]
   const int32_t* heads;  // the representatives [n_heads]
   int32_t n_heads;       // 1..kMaxGroup
-  const float* k;        // K pool [pages, block_size, head_dim]
+  const void* k;         // K pool [pages, block_size, head_dim], float or fp16
+  bool f16;              // K and V elements are IEEE fp16 (else float)
   const int32_t* pages;  // this sequence's page of this slot for block b: pages[b * page_stride]
   int32_t page_stride;
   int32_t len, block_size, head_dim;
@@ -49,7 +55,8 @@ struct MixArgs {
   const int32_t* heads;       // query heads [n_heads], all reading KV head `kv_head`
   const int32_t* score_head;  // the sequence's map [n_q_heads]
   int32_t n_heads;
-  const float* v;        // V pool [blocks, block_size, n_kv_heads, head_dim]
+  const void* v;         // V pool [blocks, block_size, n_kv_heads, head_dim]
+  bool f16;              // as ScoreArgs::f16
   const int32_t* table;  // the sequence's block table
   int32_t len, block_size, n_kv_heads, kv_head, head_dim;
   const float* probs;    // [n_q_heads, len]

@@ -12,12 +12,18 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/test_util.h"
 
 namespace chai::kernels {
 namespace {
 
 using cpu::testing::RandomFloats;
+
+// The fixture's caches hold floats; the fp16 cache has its own test below.
+std::unique_ptr<Backend> F32Backend(int threads) {
+  return CreateCpuBackend({.threads = threads, .kv_dtype = DType::kF32});
+}
 
 struct Batch {  // one flat batch of tokens, as the engine builds it
   std::vector<int32_t> seq, pos;
@@ -120,15 +126,16 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
     return out;
   }
 
-  void Store(Backend& be, const Batch& b) {
+  // Into `kv` (default: the fixture's float cache).
+  void Store(Backend& be, const Batch& b, KvLayer* kv = nullptr) {
     const std::vector<float> k = Rows(k_, b, n_kv_), v = Rows(v_, b, n_kv_);
-    be.StoreKv(k.data(), v.data(), Place(b), kv_);
+    be.StoreKv(k.data(), v.data(), Place(b), kv != nullptr ? *kv : kv_);
   }
 
-  std::vector<float> Attend(Backend& be, const Batch& b) {
+  std::vector<float> Attend(Backend& be, const Batch& b, const KvLayer* kv = nullptr) {
     const std::vector<float> q = Rows(q_, b, n_q_);
     std::vector<float> out(q.size(), std::nanf(""));
-    be.Attention(q.data(), n_q_, Place(b), kv_, out.data());
+    be.Attention(q.data(), n_q_, Place(b), kv != nullptr ? *kv : kv_, out.data());
     return out;
   }
 
@@ -184,7 +191,7 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
     Store(be, step2);
     const std::vector<float> out2 = Attend(be, step2);
     ExpectMatchesNaive(step2, out2);
-    std::unique_ptr<Backend> be1 = CreateCpuBackend({.threads = 1});
+    std::unique_ptr<Backend> be1 = F32Backend(1);
     for (int32_t t = 0; t < step2.size(); ++t) {
       Batch one;
       one.Add(step2.seq[t], step2.pos[t], step2.pos[t] + 1);
@@ -203,7 +210,7 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
 };
 
 TEST_P(PagedAttentionTest, RaggedMixedBatchMatchesDenseAttention) {
-  std::unique_ptr<Backend> be = CreateCpuBackend({.threads = 3});
+  std::unique_ptr<Backend> be = F32Backend(3);
   // Step 1: prefill chunks of all three sequences.
   Batch step1;
   step1.Add(0, 0, 10);
@@ -231,6 +238,66 @@ TEST_P(PagedAttentionTest, RaggedMixedBatchMatchesDenseAttention) {
   MixedStepMatchesDenseAndEachTokenAlone(*be);
 }
 
+// An fp16 cache (the CPU backend's default): StoreKv writes each key and
+// value rounded to nearest even, and attention over it gives the bits a
+// float cache holding those rounded values gives (the kernels widen fp16
+// exactly), for a prefill step and a mixed decode step.
+TEST_P(PagedAttentionTest, Fp16CacheStoresRoundedValuesAndAttendsAsAFloatCacheOfThem) {
+  std::unique_ptr<Backend> be16 = CreateCpuBackend({.threads = 3});
+  ASSERT_EQ(be16->KvDtype(), DType::kF16);
+  std::vector<uint16_t> k16(k_cache_.size(), 0x7e00), v16(v_cache_.size(), 0x7e00);  // NaN
+  KvLayer kv16 = kv_;
+  kv16.k = k16.data();
+  kv16.v = v16.data();
+  Batch step1;
+  step1.Add(0, 0, 10);
+  step1.Add(1, 0, 17);
+  step1.Add(2, 0, 5);
+  Batch step2;
+  step2.Add(2, 5, 9);
+  step2.Add(1, 17, 18);
+  step2.Add(0, 10, 11);
+  const std::vector<float> k_orig[kSeqs] = {k_[0], k_[1], k_[2]};
+  const std::vector<float> v_orig[kSeqs] = {v_[0], v_[1], v_[2]};
+  Store(*be16, step1, &kv16);
+  Store(*be16, step2, &kv16);
+  // The float cache gets the rounded values.
+  int changed = 0;
+  for (std::vector<float>* dense : {&k_[0], &k_[1], &k_[2], &v_[0], &v_[1], &v_[2]}) {
+    for (float& x : *dense) {
+      const float r = cpu::Fp16ToFp32(cpu::Fp32ToFp16(x));
+      changed += r != x;
+      x = r;
+    }
+  }
+  ASSERT_GT(changed, 0);
+  std::unique_ptr<Backend> be32 = F32Backend(3);
+  Store(*be32, step1);
+  Store(*be32, step2);
+  for (const Batch* b : {&step1, &step2}) {
+    for (int32_t t = 0; t < b->size(); ++t) {
+      const int s = b->seq[t], p = b->pos[t];
+      const int64_t row =
+          int64_t{tables_[s * kMaxBlocks + p / kBlockSize]} * kBlockSize + p % kBlockSize;
+      for (int i = 0; i < n_kv_ * kHeadDim; ++i) {
+        ASSERT_EQ(v16[row * n_kv_ * kHeadDim + i],
+                  cpu::Fp32ToFp16(v_orig[s][static_cast<size_t>(p) * n_kv_ * kHeadDim + i]));
+      }
+      for (int j = 0; j < n_kv_; ++j) {
+        const int64_t page = k_pages_[(s * kMaxBlocks + p / kBlockSize) * n_kv_ + j];
+        for (int i = 0; i < kHeadDim; ++i) {
+          ASSERT_EQ(
+              k16[(page * kBlockSize + p % kBlockSize) * kHeadDim + i],
+              cpu::Fp32ToFp16(k_orig[s][(static_cast<size_t>(p) * n_kv_ + j) * kHeadDim + i]));
+        }
+      }
+    }
+    const std::vector<float> got = Attend(*be16, *b, &kv16), want = Attend(*be32, *b);
+    ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)));
+    ExpectMatchesNaive(*b, got);  // and both match dense attention on the rounded values
+  }
+}
+
 // (n_q_heads, n_kv_heads): grouped-query as in SmolLM2 (3 q heads per kv
 // head), multi-head, and multi-query.
 INSTANTIATE_TEST_SUITE_P(HeadLayouts, PagedAttentionTest,
@@ -246,7 +313,7 @@ TEST_P(ChaiAttentionTest, MapsPerSequenceMatchDenseAndStoreOnlyKeptKeys) {
   // head 6 or 8.
   SetMap(1, {0, 1, 1, 3, 0, 3, 3, 3, 0}, {0, 1, 2});
   SetMap(2, {6, 6, 8, 6, 8, 6, 6, 8, 8}, {2});
-  std::unique_ptr<Backend> be = CreateCpuBackend({.threads = 3});
+  std::unique_ptr<Backend> be = F32Backend(3);
   Batch step1;
   step1.Add(0, 0, 10);
   step1.Add(1, 0, 17);
@@ -282,7 +349,7 @@ TEST_P(ChaiAttentionTest, MembersUseTheirRepresentativesProbabilitiesBitwise) {
   }
   SetMap(0, {0, 0, 2, 0, 2, 5, 0, 2, 5}, {0, 1});
   SetMap(1, {0, 1, 1, 3, 0, 3, 3, 3, 0}, {0, 1, 2});
-  std::unique_ptr<Backend> be = CreateCpuBackend({.threads = 2});
+  std::unique_ptr<Backend> be = F32Backend(2);
   Batch b;
   b.Add(0, 0, 11);
   b.Add(1, 0, 18);

@@ -36,7 +36,9 @@ class CpuBackend final : public Backend {
 
  public:
   explicit CpuBackend(const CpuBackendOptions& options)
-      : pool_(options.threads), matmul_(&pool_, options.matmul_impl, options.activation_mode) {}
+      : kv_dtype_(options.kv_dtype),
+        pool_(options.threads),
+        matmul_(&pool_, options.matmul_impl, options.activation_mode) {}
 
   std::string_view name() const override { return "cpu"; }
 
@@ -151,15 +153,17 @@ class CpuBackend final : public Backend {
                   float* dst) override {
     cpu::GatherRowsOf(src, rows, n, dim, dst);
   }
+  DType KvDtype() const override { return kv_dtype_; }
   void StoreKv(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv) override {
-    cpu::StoreKvRows(k, v, place, kv);
+    cpu::StoreKvRows(k, v, place, kv, kv_dtype_);
   }
   void Attention(const float* q, int32_t n_q_heads, const TokenPlacement& place, const KvLayer& kv,
                  float* out) override {
-    cpu::PagedAttention(q, n_q_heads, place, kv, out, &pool_);
+    cpu::PagedAttention(q, n_q_heads, place, kv, kv_dtype_, out, &pool_);
   }
 
  private:
+  DType kv_dtype_;
   cpu::ThreadPool pool_;
   cpu::MatMul matmul_;
 };
@@ -172,6 +176,10 @@ absl::Status CpuBackendOptions::Validate() const {
   }
   if (!cpu::MatMulImplAvailable(matmul_impl)) {
     return absl::InvalidArgumentError("cpu: AVX2+FMA kernels requested but the CPU lacks them");
+  }
+  if (kv_dtype != DType::kF32 && kv_dtype != DType::kF16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cpu: KV cache element type must be F32 or F16, got ", Name(kv_dtype)));
   }
   return absl::OkStatus();
 }

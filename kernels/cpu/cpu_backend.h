@@ -35,6 +35,11 @@ struct CpuBackendOptions {
   // (`--activations float`: the eval goldens and the fidelity tables); kInt8
   // is llama.cpp's scheme, outside the tolerance, kept for benchmarks.
   cpu::ActivationMode activation_mode = cpu::ActivationMode::kInt16;
+  // KV cache element type (Backend::KvDtype()): kF16 halves the cache's
+  // memory and attention's memory traffic; each K and V value is rounded to
+  // fp16 once when stored and read back exactly (docs/ENGINE.md, "KV
+  // cache"). kF32 keeps float32. Nothing else is allowed.
+  DType kv_dtype = DType::kF16;
 
   absl::Status Validate() const;
 };

@@ -289,18 +289,33 @@ BENCHMARK(BM_RowDotHot)->ArgsProduct({{0, 2, 3}, {1, 4}})->UseRealTime();
 // Decode attention of the default model's shape (9 query heads over 3 KV
 // heads of 64, 16-position blocks, all 30 layers' caches distinct so K/V come
 // from DRAM at large batches as in a real step): one call per layer for
-// `batch` sequences at context `len`. Counters: us_per_layer and
-// kv_bytes_per_s (K and V bytes read per second).
+// `batch` sequences at context `len`, with a float (arg 0) or fp16 (arg 1)
+// cache. Counters: us_per_layer and kv_bytes_per_s (K and V bytes read per
+// second).
 void BM_PagedAttention(benchmark::State& state) {
   const int32_t batch = static_cast<int32_t>(state.range(0));
   const int32_t len = static_cast<int32_t>(state.range(1));
+  const DType dtype = state.range(2) == 1 ? DType::kF16 : DType::kF32;
   constexpr int32_t kQ = 9, kKv = 3, kHd = 64, kBs = 16;
   const int32_t max_blocks = (len + kBs - 1) / kBs;
   const int32_t blocks = batch * max_blocks;
   std::mt19937 rng(5);
   struct Layer {
-    std::vector<float> k, v;
+    std::vector<uint8_t> k, v;  // dtype elements
     std::vector<int32_t> k_pages;
+  };
+  auto pool_of = [&](int64_t n) {
+    const std::vector<float> f = testing::RandomFloats(n, rng);
+    std::vector<uint8_t> bytes(RowBytes(dtype, n));
+    for (int64_t i = 0; i < n; ++i) {
+      if (dtype == DType::kF16) {
+        const uint16_t h = Fp32ToFp16(f[i]);
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      } else {
+        std::memcpy(bytes.data() + 4 * i, &f[i], 4);
+      }
+    }
+    return bytes;
   };
   std::vector<Layer> layers(kLayers);
   std::vector<int32_t> tables(static_cast<size_t>(blocks));
@@ -316,8 +331,8 @@ void BM_PagedAttention(benchmark::State& state) {
     }
   }
   for (Layer& l : layers) {
-    l.k = testing::RandomFloats(int64_t{blocks} * kKv * kBs * kHd, rng);
-    l.v = testing::RandomFloats(int64_t{blocks} * kBs * kKv * kHd, rng);
+    l.k = pool_of(int64_t{blocks} * kKv * kBs * kHd);
+    l.v = pool_of(int64_t{blocks} * kBs * kKv * kHd);
     l.k_pages.resize(static_cast<size_t>(blocks) * kKv);
     std::iota(l.k_pages.begin(), l.k_pages.end(), 0);
     std::shuffle(l.k_pages.begin(), l.k_pages.end(), rng);
@@ -343,18 +358,19 @@ void BM_PagedAttention(benchmark::State& state) {
       kv.block_size = kBs;
       kv.num_blocks = blocks;
       kv.num_k_pages = blocks * kKv;
-      PagedAttention(q.data(), kQ, place, kv, out.data(), &Pool());
+      PagedAttention(q.data(), kQ, place, kv, dtype, out.data(), &Pool());
       ++calls;
     }
     benchmark::DoNotOptimize(out.data());
   }
   state.counters["us_per_layer"] = benchmark::Counter(
       static_cast<double>(calls) * 1e-6, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
-  state.counters["kv_bytes_per_s"] =
-      benchmark::Counter(static_cast<double>(calls) * batch * len * kKv * kHd * 2 * sizeof(float),
-                         benchmark::Counter::kIsRate);
+  state.counters["kv_bytes_per_s"] = benchmark::Counter(
+      static_cast<double>(calls) * 2 * RowBytes(dtype, int64_t{batch} * len * kKv * kHd),
+      benchmark::Counter::kIsRate);
+  state.SetLabel(Name(dtype));
 }
-BENCHMARK(BM_PagedAttention)->ArgsProduct({{1, 8, 32}, {144}})->UseRealTime();
+BENCHMARK(BM_PagedAttention)->ArgsProduct({{1, 8, 32}, {144}, {0, 1}})->UseRealTime();
 
 }  // namespace
 }  // namespace chai::kernels::cpu

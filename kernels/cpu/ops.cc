@@ -11,6 +11,7 @@
 #include "kernels/cpu/attention_kernels.h"
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/fast_exp.h"
+#include "kernels/cpu/half_row.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/swiglu.h"
 
@@ -22,17 +23,22 @@ inline float Reduce8(const float* acc) {
   return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
+// A KV cache element as a float (exact for fp16).
+inline float KvValue(float x) { return x; }
+inline float KvValue(uint16_t h) { return Fp16ToFp32(h); }
+
 // Dot product with 8 lane-wise partial sums (the compiler vectorises this
 // without reassociating) and a fixed reduction tree: the order depends only
 // on n.
-inline float Dot(const float* a, const float* b, int32_t n) {
+template <typename T>
+inline float Dot(const float* a, const T* b, int32_t n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int32_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * KvValue(b[i + k]);
   }
   float tail = 0.0f;
-  for (; i < n; ++i) tail += a[i] * b[i];
+  for (; i < n; ++i) tail += a[i] * KvValue(b[i]);
   return Reduce8(acc) + tail;
 }
 
@@ -45,13 +51,15 @@ using internal::ScoreArgs;
 // heads in the call. Each head's arithmetic is the same sequence of
 // operations whatever n_heads is, and contraction is off for this library,
 // so any grouping gives the same bits.
+template <typename T>
 void ScoreImpl(const ScoreArgs& a) {
   float max_s[kMaxGroup];
   for (int32_t j = 0; j < a.n_heads; ++j) max_s[j] = -std::numeric_limits<float>::infinity();
   for (int32_t start = 0; start < a.len; start += a.block_size) {
     const int32_t n = std::min(a.block_size, a.len - start);
-    const float* kp =
-        a.k + int64_t{a.pages[(start / a.block_size) * a.page_stride]} * a.block_size * a.head_dim;
+    const T* kp =
+        static_cast<const T*>(a.k) +
+        int64_t{a.pages[(start / a.block_size) * a.page_stride]} * a.block_size * a.head_dim;
     for (int32_t i = 0; i < n; ++i, kp += a.head_dim) {
       for (int32_t j = 0; j < a.n_heads; ++j) {
         const int32_t h = a.heads[j];
@@ -65,6 +73,7 @@ void ScoreImpl(const ScoreArgs& a) {
 }
 
 // Each V row is read once for all the query heads sharing its KV head.
+template <typename T>
 void MixImpl(const MixArgs& a) {
   const int64_t row_stride = int64_t{a.n_kv_heads} * a.head_dim;
   for (int32_t j = 0; j < a.n_heads; ++j) {
@@ -73,15 +82,16 @@ void MixImpl(const MixArgs& a) {
   }
   for (int32_t start = 0; start < a.len; start += a.block_size) {
     const int32_t n = std::min(a.block_size, a.len - start);
-    const float* vp =
-        a.v + (int64_t{a.table[start / a.block_size]} * a.block_size * a.n_kv_heads + a.kv_head) *
-                  a.head_dim;
+    const T* vp =
+        static_cast<const T*>(a.v) +
+        (int64_t{a.table[start / a.block_size]} * a.block_size * a.n_kv_heads + a.kv_head) *
+            a.head_dim;
     for (int32_t i = 0; i < n; ++i, vp += row_stride) {
       for (int32_t j = 0; j < a.n_heads; ++j) {
         const int32_t h = a.heads[j];
         const float wp = a.probs[int64_t{a.score_head[h]} * a.len + start + i];
         float* o = a.out + int64_t{h} * a.head_dim;
-        for (int32_t d = 0; d < a.head_dim; ++d) o[d] += wp * vp[d];
+        for (int32_t d = 0; d < a.head_dim; ++d) o[d] += wp * KvValue(vp[d]);
       }
     }
   }
@@ -149,10 +159,19 @@ void GatherRowsOf(const float* src, const int32_t* rows, int32_t n, int32_t dim,
   }
 }
 
-void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv) {
+namespace {
+
+inline void StoreValues(const float* src, int64_t n, float* dst) {
+  std::memcpy(dst, src, n * sizeof(float));
+}
+inline void StoreValues(const float* src, int64_t n, uint16_t* dst) { Fp32ToFp16Row(src, n, dst); }
+
+template <typename T>
+void StoreKvRowsOf(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv) {
   const int32_t hd = kv.head_dim;
-  const size_t head_bytes = sizeof(float) * hd;
-  const size_t v_bytes = head_bytes * kv.n_kv_heads;
+  const int64_t v_row = int64_t{hd} * kv.n_kv_heads;
+  T* kc = static_cast<T*>(kv.k);
+  T* vc = static_cast<T*>(kv.v);
   for (int32_t t = 0; t < place.n_tokens; ++t) {
     const int32_t seq = place.seq[t];
     const int32_t p = place.pos[t];
@@ -160,13 +179,24 @@ void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, Kv
     const int32_t i = p % kv.block_size;
     const int32_t* table = place.block_tables + int64_t{seq} * place.max_blocks;
     const int64_t row = int64_t{table[b]} * kv.block_size + i;
-    std::memcpy(kv.v + row * kv.n_kv_heads * hd, v + int64_t{t} * kv.n_kv_heads * hd, v_bytes);
+    StoreValues(v + t * v_row, v_row, vc + row * v_row);
     const int32_t* src = kv.k_src + int64_t{seq} * kv.n_kv_heads;
     const int32_t* pages = kv.k_pages + (int64_t{seq} * place.max_blocks + b) * kv.n_kv_heads;
     for (int32_t j = 0; j < kv.n_kv_heads && src[j] >= 0; ++j) {
-      std::memcpy(kv.k + (int64_t{pages[j]} * kv.block_size + i) * hd,
-                  k + (int64_t{t} * kv.n_kv_heads + src[j]) * hd, head_bytes);
+      StoreValues(k + (int64_t{t} * kv.n_kv_heads + src[j]) * hd, hd,
+                  kc + (int64_t{pages[j]} * kv.block_size + i) * hd);
     }
+  }
+}
+
+}  // namespace
+
+void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv,
+                 DType kv_dtype) {
+  if (kv_dtype == DType::kF16) {
+    StoreKvRowsOf<uint16_t>(k, v, place, kv);
+  } else {
+    StoreKvRowsOf<float>(k, v, place, kv);
   }
 }
 
@@ -202,15 +232,29 @@ void ScaleByInvSum(const MixArgs& a) {
   }
 }
 
-void ScoreGeneric(const ScoreArgs& a) { ScoreImpl(a); }
-void MixGeneric(const MixArgs& a) { MixImpl(a); }
+void ScoreGeneric(const ScoreArgs& a) {
+  if (a.f16) {
+    ScoreImpl<uint16_t>(a);
+  } else {
+    ScoreImpl<float>(a);
+  }
+}
+void MixGeneric(const MixArgs& a) {
+  if (a.f16) {
+    MixImpl<uint16_t>(a);
+  } else {
+    MixImpl<float>(a);
+  }
+}
 
 }  // namespace internal
 
 void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
-                    const KvLayer& kv, float* out, ThreadPool* pool, bool allow_avx2) {
+                    const KvLayer& kv, DType kv_dtype, float* out, ThreadPool* pool,
+                    bool allow_avx2) {
   if (kv.n_kv_heads <= 0 || n_q_heads != kv.n_q_heads || n_q_heads % kv.n_kv_heads != 0 ||
-      n_q_heads / kv.n_kv_heads > kMaxGroup) {
+      n_q_heads / kv.n_kv_heads > kMaxGroup ||
+      (kv_dtype != DType::kF32 && kv_dtype != DType::kF16)) {
     std::abort();  // Programmer error: see REQUIRES in ops.h.
   }
   const int32_t hd = kv.head_dim;
@@ -219,6 +263,7 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const bool avx2 = allow_avx2 && internal::CpuHasAvx2Fma() && internal::Avx2AttentionSupports(hd);
   const int32_t n_tokens = place.n_tokens;
+  const bool f16 = kv_dtype == DType::kF16;
   // Phase 1 scores representatives, phase 2 mixes values for every head;
   // members read their representative's row of `probs`, so they use its
   // probabilities bit for bit and CHAI skips their q k^T work. Rows of probs
@@ -262,6 +307,7 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
                            heads,
                            n,
                            kv.k,
+                           f16,
                            kv.k_pages + int64_t{seq} * place.max_blocks * n_kv + slot,
                            n_kv,
                            place.pos[t] + 1,
@@ -293,6 +339,7 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
                          kv.score_head + int64_t{seq} * n_q_heads,
                          per_item,
                          kv.v,
+                         f16,
                          place.block_tables + int64_t{seq} * place.max_blocks,
                          place.pos[t] + 1,
                          kv.block_size,

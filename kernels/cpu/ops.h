@@ -37,16 +37,21 @@ void AddValues(float* x, const float* y, int64_t n);
 // dst[i, :] = src[rows[i], :]. dst: [n, dim].
 void GatherRowsOf(const float* src, const int32_t* rows, int32_t n, int32_t dim, float* dst);
 
-// k, v: [n_tokens, kv.n_kv_heads, head_dim]; K slots per kv.k_src.
-void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv);
+// k, v: [n_tokens, kv.n_kv_heads, head_dim]; K slots per kv.k_src. The
+// cache holds `kv_dtype` elements (kF32 or kF16; fp16 rounds to nearest
+// even, Fp32ToFp16).
+void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv,
+                 DType kv_dtype);
 
 // q, out: [n_tokens, n_q_heads, head_dim], through the head maps of kv
 // (Backend::Attention). REQUIRES: n_q_heads == kv.n_q_heads, a multiple of
 // kv.n_kv_heads, at most 64 query heads per KV head; valid maps.
 // allow_avx2 = false forces the portable kernels (tests: the AVX2 ones must
 // give the same bits).
+// kv_dtype: the cache's element type, kF32 or kF16.
 void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
-                    const KvLayer& kv, float* out, ThreadPool* pool, bool allow_avx2 = true);
+                    const KvLayer& kv, DType kv_dtype, float* out, ThreadPool* pool,
+                    bool allow_avx2 = true);
 
 }  // namespace chai::kernels::cpu
 

@@ -437,9 +437,22 @@ bool CudaBackendImpl::ToPagedKv(const TokenPlacement& place, const KvLayer& kv, 
         kv.n_q_heads, "; ", kv.n_kv_heads, " KV heads; block size ", kv.block_size, ")")));
     return false;
   }
-  *p = PagedKv{place.n_tokens, place.seq,    place.pos,     place.block_tables, place.max_blocks,
-               kv.k,           kv.v,         kv.k_pages,    kv.k_src,           kv.score_head,
-               kv.k_slot,      kv.n_q_heads, kv.n_kv_heads, kv.head_dim,        kv.block_size};
+  // This backend's cache is float32 (Backend::KvDtype()'s default).
+  *p = PagedKv{place.n_tokens,
+               place.seq,
+               place.pos,
+               place.block_tables,
+               place.max_blocks,
+               static_cast<float*>(kv.k),
+               static_cast<float*>(kv.v),
+               kv.k_pages,
+               kv.k_src,
+               kv.score_head,
+               kv.k_slot,
+               kv.n_q_heads,
+               kv.n_kv_heads,
+               kv.head_dim,
+               kv.block_size};
   return true;
 }
 

@@ -40,8 +40,10 @@ class CudaVsCpuTest : public ::testing::Test {
       GTEST_SKIP() << "no CUDA backend on this machine (" << gpu.status() << ")";
     }
     gpu_ = *std::move(gpu);
+    // The reference caches keys and values in the GPU backend's element type
+    // (float32), so stored bytes and attention compare like for like.
     absl::StatusOr<std::unique_ptr<kernels::Backend>> cpu =
-        kernels::CreateBackend(kernels::BackendKind::kCpu, {});
+        kernels::CreateBackend(kernels::BackendKind::kCpu, {.cpu_kv_dtype = gpu_->KvDtype()});
     ASSERT_TRUE(cpu.ok()) << cpu.status();
     cpu_ = *std::move(cpu);
   }
