@@ -3,9 +3,6 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "kernels/cpu/half_row.h"
-#include "kernels/cpu/matmul_kernels.h"
-
 namespace chai::kernels::cpu {
 
 uint16_t Fp32ToFp16(float f) {
@@ -26,12 +23,6 @@ uint16_t Fp32ToFp16(float f) {
   }
   x += 0xfffu + ((x >> 13) & 1);  // round to nearest even; carries into exponent
   return sign | static_cast<uint16_t>((x - 0x38000000u) >> 13);
-}
-
-void Fp32ToFp16Row(const float* src, int64_t n, uint16_t* dst, bool allow_f16c) {
-  int64_t i = 0;
-  if (allow_f16c && internal::CpuHasAvx2Fma()) i = internal::Fp32ToFp16RowF16c(src, n, dst);
-  for (; i < n; ++i) dst[i] = Fp32ToFp16(src[i]);
 }
 
 namespace {
