@@ -1,7 +1,8 @@
 // Paged key/value cache: fixed-size blocks of positions, a block table per
 // sequence slot, and each slot's CHAI head maps, in backend memory.
 //
-// Memory (float32, per layer l):
+// Memory (elements of the backend's KvDtype(): fp16 on the CPU by default,
+// float32 on CUDA; per layer l):
 //   V pool [num_blocks, block_size, n_kv_heads, head_dim]; block b of a
 //   sequence is block b in every layer, so one block table serves all layers.
 //   K pool [num_k_pages(l), block_size, head_dim]: K is paged per head. A
