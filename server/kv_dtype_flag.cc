@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/cpu_backend.h"
 
 namespace chai::server {
 
@@ -13,10 +14,12 @@ void DeclareKvDtypeFlag(FlagSet& flags) {
 
 absl::StatusOr<kernels::DType> KvDtypeFlag(const FlagSet& flags) {
   const std::string v = flags.Str("kv-cache-dtype");
-  if (v == "f16") return kernels::DType::kF16;
-  if (v == "f32") return kernels::DType::kF32;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--kv-cache-dtype must be f16 or f32, got '", v, "'"));
+  absl::StatusOr<kernels::DType> t = kernels::ParseKvDtype(v);
+  if (!t.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-cache-dtype must be f16 or f32, got '", v, "'"));
+  }
+  return t;
 }
 
 }  // namespace chai::server

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -154,47 +155,46 @@ TEST_F(CliModelTest, GreedyJsonMatchesReference) {
   EXPECT_EQ(summary["chai"]["k_cache_bytes"], cached * 30 * 3 * 64 * 2);
   EXPECT_EQ(summary["chai"]["k_cache_bytes_full"], summary["chai"]["k_cache_bytes"]);
 
+  // The same greedy run with one more CPU backend flag, line by line against
+  // the default run: every token id must match; visit(ours, default) sees
+  // each token line pair. Returns the run's summary line.
+  auto rerun_with =
+      [&](const std::string& flag, const std::string& value,
+          const std::function<void(const nlohmann::json&, const nlohmann::json&)>& visit) {
+        CliRun other =
+            Chai({"generate", "--model", ModelPath(), "--prompt", c["prompt"].get<std::string>(),
+                  "--temperature", "0", "--max-tokens", std::to_string(n), "--ignore-eos", "--json",
+                  "--threads", "2", "--chai-config", "none", flag, value});
+        EXPECT_EQ(other.status, 0) << other.err;
+        std::istringstream in(other.out), in_default(r.out);
+        std::string a, b;
+        nlohmann::json ja;
+        while (std::getline(in, a) && std::getline(in_default, b)) {
+          ja = nlohmann::json::parse(a);
+          if (!ja.contains("id")) break;
+          const nlohmann::json jb = nlohmann::json::parse(b);
+          EXPECT_EQ(ja["id"], jb["id"]);
+          visit(ja, jb);
+        }
+        return ja;
+      };
+
   // --activations float (exact weights) reaches the CPU backend: the same
   // greedy tokens, log-probabilities that differ from int16's (the default)
   // in the last digits only.
-  CliRun exact =
-      Chai({"generate", "--model", ModelPath(), "--prompt", c["prompt"].get<std::string>(),
-            "--temperature", "0", "--max-tokens", std::to_string(n), "--ignore-eos", "--json",
-            "--threads", "2", "--chai-config", "none", "--activations", "float"});
-  ASSERT_EQ(exact.status, 0) << exact.err;
-  {
-    std::istringstream in(exact.out), in16(r.out);
-    std::string a, b;
-    double max_diff = 0;
-    while (std::getline(in, a) && std::getline(in16, b)) {
-      const nlohmann::json ja = nlohmann::json::parse(a), jb = nlohmann::json::parse(b);
-      if (!ja.contains("id")) break;
-      EXPECT_EQ(ja["id"], jb["id"]);
-      max_diff =
-          std::max(max_diff, std::fabs(ja["logprob"].get<double>() - jb["logprob"].get<double>()));
-    }
-    EXPECT_GT(max_diff, 0.0) << "--activations float changed nothing";
-    EXPECT_LT(max_diff, 0.05);
-  }
+  double max_diff = 0;
+  rerun_with("--activations", "float", [&](const nlohmann::json& ja, const nlohmann::json& jb) {
+    max_diff =
+        std::max(max_diff, std::fabs(ja["logprob"].get<double>() - jb["logprob"].get<double>()));
+  });
+  EXPECT_GT(max_diff, 0.0) << "--activations float changed nothing";
+  EXPECT_LT(max_diff, 0.05);
 
   // --kv-cache-dtype f32 reaches the CPU backend: a float32 cache, twice the
   // bytes, the same greedy tokens.
-  CliRun f32 =
-      Chai({"generate", "--model", ModelPath(), "--prompt", c["prompt"].get<std::string>(),
-            "--temperature", "0", "--max-tokens", std::to_string(n), "--ignore-eos", "--json",
-            "--threads", "2", "--chai-config", "none", "--kv-cache-dtype", "f32"});
-  ASSERT_EQ(f32.status, 0) << f32.err;
-  {
-    std::istringstream in(f32.out), in16(r.out);
-    std::string a, b;
-    nlohmann::json last;
-    while (std::getline(in, a) && std::getline(in16, b)) {
-      last = nlohmann::json::parse(a);
-      if (!last.contains("id")) break;
-      EXPECT_EQ(last["id"], nlohmann::json::parse(b)["id"]);
-    }
-    EXPECT_EQ(last["chai"]["k_cache_bytes"], cached * 30 * 3 * 64 * 4) << a;
-  }
+  const nlohmann::json f32_summary =
+      rerun_with("--kv-cache-dtype", "f32", [](const nlohmann::json&, const nlohmann::json&) {});
+  EXPECT_EQ(f32_summary["chai"]["k_cache_bytes"], cached * 30 * 3 * 64 * 4) << f32_summary;
 
   // Plain mode prints the same text.
   CliRun plain = Chai({"generate", "--model", ModelPath(), "--prompt",

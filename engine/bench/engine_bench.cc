@@ -161,12 +161,13 @@ int Main(int argc, char** argv) {
       continue;
     }
     if (a == "--kv-cache-dtype" && i + 1 < argc) {
-      const std::string v = argv[++i];
-      if (v != "f16" && v != "f32") {
-        std::fprintf(stderr, "chai_engine_bench: --kv-cache-dtype must be f16 or f32\n");
+      absl::StatusOr<kernels::DType> parsed = kernels::ParseKvDtype(argv[++i]);
+      if (!parsed.ok()) {
+        std::fprintf(stderr, "chai_engine_bench: %s\n",
+                     std::string(parsed.status().message()).c_str());
         return 2;
       }
-      kv_dtype = v == "f16" ? kernels::DType::kF16 : kernels::DType::kF32;
+      kv_dtype = *parsed;
       continue;
     }
     if (a == "--model" && i + 1 < argc) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <string>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -182,6 +183,13 @@ absl::Status CpuBackendOptions::Validate() const {
         absl::StrCat("cpu: KV cache element type must be F32 or F16, got ", Name(kv_dtype)));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<DType> ParseKvDtype(std::string_view name) {
+  if (name == "f16") return DType::kF16;
+  if (name == "f32") return DType::kF32;
+  return absl::InvalidArgumentError(
+      absl::StrCat("KV cache dtype must be f16 or f32, got '", std::string(name), "'"));
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackendOrError(const CpuBackendOptions& options) {

@@ -17,8 +17,10 @@
 #define CHAI_KERNELS_CPU_CPU_BACKEND_H_
 
 #include <memory>
+#include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/matmul.h"
 
@@ -43,6 +45,10 @@ struct CpuBackendOptions {
 
   absl::Status Validate() const;
 };
+
+// "f16" or "f32" (the `--kv-cache-dtype` flag's values) as the
+// CpuBackendOptions::kv_dtype they name; INVALID_ARGUMENT otherwise.
+absl::StatusOr<DType> ParseKvDtype(std::string_view name);
 
 // Returns nullptr only if `options` fail Validate(); prefer
 // CreateCpuBackendOrError to get the reason.

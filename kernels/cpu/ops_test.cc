@@ -33,6 +33,17 @@ TEST(CpuBackendTest, RejectsBadOptions) {
   EXPECT_TRUE(CreateCpuBackendOrError({.threads = 0}).ok());
 }
 
+TEST(CpuBackendTest, KvDtypeParsesFlagValuesAndIsValidated) {
+  EXPECT_EQ(*ParseKvDtype("f16"), DType::kF16);
+  EXPECT_EQ(*ParseKvDtype("f32"), DType::kF32);
+  for (const char* bad : {"F16", "bf16", "", "fp16"}) {
+    EXPECT_EQ(ParseKvDtype(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_FALSE(CpuBackendOptions{.kv_dtype = DType::kBF16}.Validate().ok());
+  EXPECT_EQ(CreateCpuBackend({.threads = 1})->KvDtype(), DType::kF16);
+  EXPECT_EQ(CreateCpuBackend({.threads = 1, .kv_dtype = DType::kF32})->KvDtype(), DType::kF32);
+}
+
 TEST(CpuBackendTest, AllocateIsAlignedAndSized) {
   auto b = MakeBackend();
   EXPECT_EQ(b->name(), "cpu");
