@@ -6,7 +6,10 @@
 //   [--json]
 //
 // Measures (one process, same machine state):
-//   bandwidth   best-of-5 streaming read of 512 MiB (kernels/cpu/memory_bandwidth.h)
+//   bandwidth   best-of-5 streaming read of a buffer the size of the decode
+//               weights (the roofline's denominator: same cache level as the
+//               weights), and of 512 MiB (DRAM on most machines), both with
+//               and without software prefetching (kernels/cpu/memory_bandwidth.h)
 //   prefill     one 512-token prompt, tokens/s (best of 3)
 //   decode@B    B sequences with 128-token prompts (--prompt-len), 32 decode steps of B
 //               tokens each; aggregate tokens/s (best of 3)
@@ -210,13 +213,14 @@ int Main(int argc, char** argv) {
   auto runner = *ModelRunner::Create(model->weights.get(), backend.get(), 512);
   const int n_threads =
       threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
-  double bandwidth;
+  const int64_t weight_bytes = DecodeWeightBytes(*model->weights);
+  double bandwidth, bandwidth_512mib;
   {
     kernels::cpu::ThreadPool pool(n_threads);
-    bandwidth = kernels::cpu::MeasureReadBandwidth(pool);
+    bandwidth = kernels::cpu::MeasureReadBandwidth(pool, static_cast<size_t>(weight_bytes));
+    bandwidth_512mib = kernels::cpu::MeasureReadBandwidth(pool, size_t{512} << 20);
   }
   Bench b{model->weights.get(), backend.get(), runner.get()};
-  const int64_t weight_bytes = DecodeWeightBytes(*model->weights);
 
   auto best_of = [](int reps, auto fn) {
     double best = 1e30;
@@ -230,6 +234,7 @@ int Main(int argc, char** argv) {
                         {"activations", mode_name},
                         {"kv_cache_dtype", kernels::Name(kv_dtype)},
                         {"bandwidth_gbps", bandwidth / 1e9},
+                        {"bandwidth_512mib_gbps", bandwidth_512mib / 1e9},
                         {"decode_weight_bytes", weight_bytes},
                         {"prefill_512_tokens_per_s", prefill ? 512 / prefill_s : 0.0}};
   const int64_t steps = 32;
@@ -269,7 +274,8 @@ int Main(int argc, char** argv) {
   }
   std::printf("model %s, %d threads, %s activations\n", model_path.c_str(), n_threads,
               mode_name.c_str());
-  std::printf("memory read bandwidth      %8.2f GB/s\n", bandwidth / 1e9);
+  std::printf("memory read bandwidth      %8.2f GB/s over the weights' size (%.2f over 512 MiB)\n",
+              bandwidth / 1e9, bandwidth_512mib / 1e9);
   std::printf("decode weight bytes/token  %8.2f MB\n", weight_bytes / 1e6);
   if (prefill) std::printf("prefill (512 tokens)       %8.1f tokens/s\n", 512 / prefill_s);
   for (int32_t batch : batches) {

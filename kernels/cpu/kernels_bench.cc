@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <new>
 #include <numeric>
@@ -45,7 +46,11 @@ namespace chai::kernels::cpu {
 namespace {
 
 constexpr int64_t kDim = 576, kFfn = 1536, kKvDim = 192, kVocab = 49152, kLayers = 30;
-constexpr size_t kColdBytes = size_t{256} << 20;  // >> any LLC we expect
+// BM_MatMul cycles through copies of a matrix adding up to this many bytes.
+// More than a 32 MiB L3 but less than a 480 MiB one: each shape's bw_share
+// is against a read of the same total (ReadBandwidth), so both come from the
+// same cache level whichever machine runs it.
+constexpr size_t kColdBytes = size_t{256} << 20;
 
 int BenchThreads() {
   const char* env = std::getenv("CHAI_BENCH_THREADS");
@@ -67,20 +72,31 @@ struct AlignedBytes {
   uint8_t* data;
 };
 
-double ReadBandwidth() {
-  static const double bw = MeasureReadBandwidth(Pool());
-  return bw;
+// Read bandwidth over a buffer of `bytes`, measured once per size per process:
+// the denominator of bw_share for a benchmark that streams that many bytes.
+double ReadBandwidth(size_t bytes) {
+  static auto* measured = new std::map<size_t, double>;
+  auto [it, inserted] = measured->try_emplace(bytes, 0.0);
+  if (inserted) it->second = MeasureReadBandwidth(Pool(), bytes);
+  return it->second;
 }
 
-// One figure per run (best of 5 passes over 512 MiB); reported as a counter so
-// it sits in the same table as the matmul numbers it normalises.
+// One figure per buffer size (MiB; best of 5 passes, with and without
+// software prefetching); reported as a counter so it sits in the same table
+// as the matmul numbers it normalises. 96 MiB is about the default model's
+// weights, 512 MiB more than any last-level cache we expect.
 void BM_MemoryReadBandwidth(benchmark::State& state) {
   double bw = 0;
-  for (auto _ : state) bw = MeasureReadBandwidth(Pool());
+  for (auto _ : state) bw = MeasureReadBandwidth(Pool(), size_t(state.range(0)) << 20);
   state.counters["bytes_per_s"] = bw;
   state.counters["threads"] = Pool().num_threads();
 }
-BENCHMARK(BM_MemoryReadBandwidth)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MemoryReadBandwidth)
+    ->Arg(96)
+    ->Arg(512)
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // A weight matrix and as many byte-identical copies at distinct addresses as
 // needed to exceed kColdBytes, so cycling through them defeats the caches.
@@ -110,16 +126,18 @@ struct ColdWeights {
   std::unique_ptr<AlignedBytes> storage;
 };
 
-void SetCounters(benchmark::State& state, double bytes_per_iter, int64_t m) {
+// bytes_streamed: the total the benchmark cycles through (the bandwidth
+// buffer's size).
+void SetCounters(benchmark::State& state, double bytes_per_iter, size_t bytes_streamed, int64_t m) {
   state.counters["weight_bytes_per_s"] = benchmark::Counter(
       bytes_per_iter * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(m * state.iterations()), benchmark::Counter::kIsRate);
   // Share of read bandwidth; only meaningful when weight streaming is the
-  // bottleneck (m = 1). The denominator is measured once per process.
-  state.counters["bw_share"] =
-      benchmark::Counter(bytes_per_iter * static_cast<double>(state.iterations()) / ReadBandwidth(),
-                         benchmark::Counter::kIsRate);
+  // bottleneck (m = 1). The denominator is measured once per size.
+  state.counters["bw_share"] = benchmark::Counter(
+      bytes_per_iter * static_cast<double>(state.iterations()) / ReadBandwidth(bytes_streamed),
+      benchmark::Counter::kIsRate);
 }
 
 // Mode arguments: 0 float, 1 int8, 2 int16 (row-major weights), 3 int16
@@ -148,13 +166,13 @@ void BM_MatMul(benchmark::State& state) {
   const std::vector<float> x = testing::RandomFloats(m * cols, rng);
   std::vector<float> y(m * rows);
   MatMul mm(&Pool(), MatMulImpl::kAuto, mode);
-  ReadBandwidth();
+  ReadBandwidth(cache->bytes * cache->copies);
   size_t i = 0;
   for (auto _ : state) {
     mm.Run(cache->view(i++), x.data(), m, y.data());
     benchmark::ClobberMemory();
   }
-  SetCounters(state, static_cast<double>(cache->bytes), m);
+  SetCounters(state, static_cast<double>(cache->bytes), cache->bytes * cache->copies, m);
   state.SetLabel(std::string(Name(t)) + " " + ModeLabel(state.range(4)));
 }
 
@@ -220,12 +238,12 @@ void BM_DecodeWeights(benchmark::State& state) {
   const std::vector<float> x = testing::RandomFloats(m * kFfn, rng);
   std::vector<float> y(m * kVocab);
   MatMul mm(&Pool(), MatMulImpl::kAuto, mode);
-  ReadBandwidth();
+  ReadBandwidth(model->size);
   for (auto _ : state) {
     for (const WeightView& v : views) mm.Run(v, x.data(), m, y.data());
     benchmark::ClobberMemory();
   }
-  SetCounters(state, static_cast<double>(model->size), m);
+  SetCounters(state, static_cast<double>(model->size), model->size, m);
   state.counters["model_mb"] = static_cast<double>(model->size) / 1e6;
   state.SetLabel(ModeLabel(state.range(1)));
 }
@@ -255,8 +273,8 @@ void BM_RowDotHot(benchmark::State& state) {
     const std::vector<uint8_t> src = w;
     InterleaveRows(t, kRows, kCols, src.data(), w.data());
   }
-  const internal::RowDotFn group_fn =
-      internal::CpuHasAvx2Fma() ? internal::Avx2Int16GroupDot(t) : internal::ScalarInt16GroupDot(t);
+  const internal::RowDotFn group_fn = internal::BestInt16GroupDot(
+      t, internal::CpuHasAvx2Fma() ? MatMulImpl::kAvx2 : MatMulImpl::kScalar);
   const std::vector<float> x = testing::RandomFloats(nr * kCols, rng);
   const int64_t stride = internal::ActRowBytes(k.format, kCols);
   std::vector<char> act(stride * nr);

@@ -62,6 +62,11 @@ void MatMul::FreeAligned::operator()(void* p) const { ::operator delete(p, std::
 
 namespace internal {
 
+RowDotFn BestInt16GroupDot(DType t, MatMulImpl impl) {
+  if (impl == MatMulImpl::kScalar) return ScalarInt16GroupDot(t);
+  return CpuHasAvx512Vnni() ? VnniInt16GroupDot(t) : Avx2Int16GroupDot(t);
+}
+
 KernelChoice ChooseKernel(DType t, ActivationMode mode, MatMulImpl impl) {
   KernelChoice c;
   c.format = ActFormatFor(t, mode);
@@ -171,8 +176,7 @@ void MatMul::RunShared(std::span<const WeightView> ws, const float* x, int64_t m
     // Interleaved weights exist only for the int16 kernels (interleave.h).
     j.kernel = internal::ChooseKernel(w.dtype, interleaved ? ActivationMode::kInt16 : mode_, impl_);
     if (interleaved) {
-      j.group_fn = impl_ == MatMulImpl::kAvx2 ? internal::Avx2Int16GroupDot(w.dtype)
-                                              : internal::ScalarInt16GroupDot(w.dtype);
+      j.group_fn = internal::BestInt16GroupDot(w.dtype, impl_);
     }
     j.w_stride = RowBytes(w.dtype, w.cols);
     j.groups = (w.rows + kRowGroup - 1) / kRowGroup;

@@ -18,6 +18,15 @@
 
 namespace chai::kernels::cpu::internal {
 
+// How far ahead of the block in use the kernels prefetch weight bytes. At
+// batch 1 every weight is read once per token while the core is busy with
+// the arithmetic, and the hardware prefetchers alone keep too few reads in
+// flight. BM_DecodeWeights/1/3 (the model's weights, batch 1) on the Intel
+// Xeon VM of session 9: 1 KB 234-243 tokens/s, 4 KB 299-305, 8 KB 318-324,
+// 16 KB 279-297; batches 8 and 32 unchanged. On the Zen 3 VM 1, 2 and 4 KB
+// measured the same (docs/PERFORMANCE.md).
+inline constexpr int kWeightPrefetchBytes = 8192;
+
 // Horizontal sum with the same reduction tree as the scalar Reduce8:
 // ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
 CHAI_AVX2_INLINE float Hsum(__m256 v) {

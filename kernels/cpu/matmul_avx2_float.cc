@@ -176,9 +176,9 @@ struct DequantKernel {
     }
     const int64_t nb = cols / Deq::kElems;
     for (int64_t b = 0; b < nb; ++b) {
-      // Weight rows are read once per tile and streamed from DRAM at batch
-      // 1; the prefetch runs ~1 KB (a few rows' worth of blocks) ahead.
-      _mm_prefetch(reinterpret_cast<const char*>(w + b) + 1024, _MM_HINT_T0);
+      // Weight rows are read once per tile and streamed from memory at
+      // batch 1 (kWeightPrefetchBytes says why this far ahead).
+      _mm_prefetch(reinterpret_cast<const char*>(w + b) + kWeightPrefetchBytes, _MM_HINT_T0);
       const Deq deq(w[b]);
 #pragma GCC unroll 8
       for (int c = 0; c < Deq::kElems / 32; ++c) {

@@ -130,9 +130,9 @@ struct Int16Kernel {
   template <int NR>
   CHAI_AVX2_INLINE static void Group(const WBlock* w, const Q16RowConst* x, int64_t g,
                                      __m256* acc) {
-    // Weight rows stream from DRAM at batch 1: ~1 KB ahead, every line of
-    // the group's 160 (Q4_0: 144, Q8_0: 272) bytes.
-    const char* ahead = reinterpret_cast<const char*>(w + g) + 1024;
+    // Weight rows stream from memory at batch 1: kWeightPrefetchBytes ahead,
+    // every line of the group's 160 (Q4_0: 144, Q8_0: 272) bytes.
+    const char* ahead = reinterpret_cast<const char*>(w + g) + kWeightPrefetchBytes;
 #pragma GCC unroll 5
     for (int k = 0; k * 64 < static_cast<int>(kQ16Lanes * sizeof(WBlock)); ++k) {
       _mm_prefetch(ahead + 64 * k, _MM_HINT_T0);

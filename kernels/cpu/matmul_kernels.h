@@ -145,6 +145,13 @@ RowDotFn Avx2Int16RowDot(DType t);
 // No horizontal sums, so it has its own order, not the row kernels'.
 RowDotFn ScalarInt16GroupDot(DType t);
 RowDotFn Avx2Int16GroupDot(DType t);
+// The AVX-512 VNNI build of the same kernels (same layout, same bits; fewer
+// instructions per multiply-add). REQUIRES: CpuHasAvx512Vnni().
+RowDotFn VnniInt16GroupDot(DType t);
+bool CpuHasAvx512Vnni();  // AVX512F + VL + VNNI with OS support, and AVX2/FMA/F16C
+// The fastest group kernel `impl` may use on this CPU: kAvx2 takes the VNNI
+// build where the CPU has it (the bits are the same).
+RowDotFn BestInt16GroupDot(DType t, MatMulImpl impl);
 
 // AVX2 batch path of the float-activation kernels: DequantRowFn writes a
 // weight row's cols values (the same registers the fused kernel computes, so

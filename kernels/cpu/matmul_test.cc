@@ -550,6 +550,43 @@ TEST(InterleaveTest, Avx2GroupKernelIsBitIdenticalToScalar) {
   }
 }
 
+// The VNNI build of the group kernel gives the AVX2 build's bits for every
+// tile height (each height splits its integer sums differently).
+TEST(InterleaveTest, VnniGroupKernelIsBitIdenticalToAvx2) {
+  if (!internal::CpuHasAvx512Vnni()) GTEST_SKIP() << "CPU has no AVX512-VNNI+VL";
+  std::mt19937 rng(79);
+  for (DType t : kInterleavedTypes) {
+    for (int64_t cols : {32, 96, 576, 1536}) {
+      SCOPED_TRACE(std::string(Name(t)) + " cols " + std::to_string(cols));
+      std::vector<uint8_t> w = RandomWeightBytes(t, kInterleave, cols, rng);
+      {
+        const std::vector<uint8_t> src = w;
+        InterleaveRows(t, kInterleave, cols, src.data(), w.data());
+      }
+      const internal::ActFormat format =
+          internal::ChooseKernel(t, ActivationMode::kInt16, MatMulImpl::kScalar).format;
+      const int64_t stride = internal::ActRowBytes(format, cols);
+      std::vector<char> act(stride * internal::kMaxTileGroup);
+      std::vector<float> x = RandomFloats(internal::kMaxTileGroup * cols, rng);
+      x[cols / 2] *= 300.0f;  // an outlier sets row 0's block scale
+      for (int r = 0; r < internal::kMaxTileGroup; ++r) {
+        internal::QuantizeActRow(format, x.data() + r * cols, cols, act.data() + r * stride);
+      }
+      for (int nr = 1; nr <= internal::kMaxTileGroup; ++nr) {
+        std::vector<float> ya(kInterleave * nr), yv(kInterleave * nr);
+        internal::Avx2Int16GroupDot(t)(w.data(), act.data(), stride, nr, cols, ya.data(),
+                                       kInterleave);
+        internal::VnniInt16GroupDot(t)(w.data(), act.data(), stride, nr, cols, yv.data(),
+                                       kInterleave);
+        for (int i = 0; i < kInterleave * nr; ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(ya[i]), std::bit_cast<uint32_t>(yv[i]))
+              << "nr " << nr << " output " << i << ": avx2 " << ya[i] << " vnni " << yv[i];
+        }
+      }
+    }
+  }
+}
+
 // DESIGN.md section 3 for the interleaved path: each row alone, batched,
 // mixed with other rows, over 1-5 threads: the same bits.
 TEST(InterleaveTest, BitIdenticalAcrossBatchPositionAndThreads) {

@@ -12,8 +12,14 @@
 
 namespace chai::kernels::cpu {
 
-// Best bytes/s over `passes` streaming reads of a `bytes`-sized buffer (make
-// it several times the last-level cache) split across the pool's threads.
+// Best bytes/s over `passes` streaming reads of a `bytes`-sized buffer split
+// across the pool's threads, each pass once without and once with software
+// prefetching at two distances. For a decode roofline pass the bytes one
+// token reads (the model's weights): a buffer of that size is served from
+// the same level of the hierarchy as the weights are. On a machine whose
+// last-level cache holds the model (the 480 MiB L3 of session 9's Xeon VM)
+// that is ~2x what a 512 MiB buffer reads; on the Zen 3 VM (32 MiB L3) both
+// are DRAM. The default, 512 MiB, measures DRAM on most machines.
 double MeasureReadBandwidth(ThreadPool& pool, size_t bytes = size_t{512} << 20, int passes = 5);
 
 }  // namespace chai::kernels::cpu
