@@ -4,7 +4,8 @@
 // has the accuracy of each on the real model):
 //  - ActivationMode::kInt16: Q4_0, Q4_1 and Q8_0 weights meet
 //    activations quantized to 16-bit blocks (32 elements, scale amax/32767):
-//    the weights are widened to int16 and multiplied with _mm256_madd_epi16.
+//    the weights are widened to int16 and multiplied with _mm256_madd_epi16
+//    (vpdpwssd where the CPU has AVX512-VNNI: the same exact integer sums).
 //    Row-major weights: ~11 vector ops per 32 weights at batch 1, most of
 //    them horizontal sums. Weights in the kInterleaved8 layout
 //    (interleave.h; CpuBackend::PrepareWeight makes it in this mode): ~7,
