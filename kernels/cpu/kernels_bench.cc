@@ -145,9 +145,12 @@ void SetCounters(benchmark::State& state, double bytes_per_iter, size_t bytes_st
 ActivationMode ModeArg(int64_t v) {
   return v == 0 ? ActivationMode::kFloat : v == 1 ? ActivationMode::kInt8 : ActivationMode::kInt16;
 }
-bool InterleaveArg(int64_t v) { return v == 3; }
+// 4 (BM_RowDotHot only): interleaved weights through the 16-row kernel.
+bool InterleaveArg(int64_t v) { return v == 3 || v == 4; }
 std::string ModeLabel(int64_t v) {
-  return std::string(ActivationModeName(ModeArg(v))) + (InterleaveArg(v) ? "-x8" : "");
+  return std::string(ActivationModeName(ModeArg(v))) + (v == 4             ? "-x16"
+                                                        : InterleaveArg(v) ? "-x8"
+                                                                           : "");
 }
 
 // Args: dtype, rows, cols, m, mode (ModeArg).
@@ -273,8 +276,15 @@ void BM_RowDotHot(benchmark::State& state) {
     const std::vector<uint8_t> src = w;
     InterleaveRows(t, kRows, kCols, src.data(), w.data());
   }
-  const internal::RowDotFn group_fn = internal::BestInt16GroupDot(
-      t, internal::CpuHasAvx2Fma() ? MatMulImpl::kAvx2 : MatMulImpl::kScalar);
+  const MatMulImpl impl = internal::CpuHasAvx2Fma() ? MatMulImpl::kAvx2 : MatMulImpl::kScalar;
+  const bool x16 = state.range(0) == 4;
+  const internal::RowDotFn group_fn =
+      x16 ? internal::BestInt16Group16Dot(t, impl) : internal::BestInt16GroupDot(t, impl);
+  if (group_fn == nullptr) {
+    state.SkipWithError("no 16-row kernel on this CPU");
+    return;
+  }
+  const int64_t group_rows = x16 ? 2 * kInterleave : kInterleave;
   const std::vector<float> x = testing::RandomFloats(nr * kCols, rng);
   const int64_t stride = internal::ActRowBytes(k.format, kCols);
   std::vector<char> act(stride * nr);
@@ -286,7 +296,7 @@ void BM_RowDotHot(benchmark::State& state) {
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
     if (interleave) {
-      for (int64_t r = 0; r < kRows; r += kInterleave) {
+      for (int64_t r = 0; r < kRows; r += group_rows) {
         group_fn(w.data() + r * w_stride, act.data(), stride, nr, kCols, y.data() + r, kRows);
       }
     } else {
@@ -302,7 +312,7 @@ void BM_RowDotHot(benchmark::State& state) {
       ns / (static_cast<double>(kRows * (kCols / 32)) * static_cast<double>(state.iterations()));
   state.SetLabel(ModeLabel(state.range(0)) + " nr " + std::to_string(nr));
 }
-BENCHMARK(BM_RowDotHot)->ArgsProduct({{0, 2, 3}, {1, 4}})->UseRealTime();
+BENCHMARK(BM_RowDotHot)->ArgsProduct({{0, 2, 3, 4}, {1, 4}})->UseRealTime();
 
 // Decode attention of the default model's shape (9 query heads over 3 KV
 // heads of 64, 16-position blocks, all 30 layers' caches distinct so K/V come

@@ -67,6 +67,11 @@ RowDotFn BestInt16GroupDot(DType t, MatMulImpl impl) {
   return CpuHasAvx512Vnni() ? VnniInt16GroupDot(t) : Avx2Int16GroupDot(t);
 }
 
+RowDotFn BestInt16Group16Dot(DType t, MatMulImpl impl) {
+  if (impl == MatMulImpl::kScalar || !CpuHasAvx512Vnni()) return nullptr;
+  return VnniInt16Group16Dot(t);
+}
+
 KernelChoice ChooseKernel(DType t, ActivationMode mode, MatMulImpl impl) {
   KernelChoice c;
   c.format = ActFormatFor(t, mode);
@@ -115,7 +120,8 @@ namespace {
 struct Job {
   WeightView w;
   internal::KernelChoice kernel;
-  internal::RowDotFn group_fn = nullptr;  // kInterleaved8 only
+  internal::RowDotFn group_fn = nullptr;    // kInterleaved8 only
+  internal::RowDotFn group16_fn = nullptr;  // two groups per call, where available
   float* y = nullptr;
   int64_t w_stride = 0;
   int64_t groups = 0;  // scheduling units of kRowGroup rows
@@ -128,19 +134,22 @@ void RunRows(const Job& j, const char* act, int64_t act_stride, int64_t m, int64
   const char* wbase = static_cast<const char*>(j.w.data);
   const int64_t tile = j.kernel.max_tile;
   if (j.group_fn != nullptr) {
-    // 8 rows per call from one interleaved group (rows up to full); the
-    // last rows % 8 are row-major and take the row kernel. Each activation
-    // tile re-reads the group's weights from L1 (a few KB).
+    // 16 rows per call from two interleaved groups where the CPU has that
+    // kernel, else 8 from one (rows up to full); the last rows % 8 are
+    // row-major and take the row kernel. Each activation tile re-reads the
+    // groups' weights from L1 (a few KB). All three give the same bits.
     const int64_t full = rows / kInterleave * kInterleave;
     for (int64_t r0 = r_begin; r0 < r_end;) {
+      const bool group16 = j.group16_fn != nullptr && r0 + 2 * kInterleave <= std::min(full, r_end);
       const bool group = r0 + kInterleave <= full;
+      const internal::RowDotFn fn = group16 ? j.group16_fn : group ? j.group_fn : j.kernel.fn;
       const int64_t step = group ? internal::kMaxTileGroup : tile;
       for (int64_t i = 0; i < m; i += step) {
         const int nr = static_cast<int>(std::min<int64_t>(step, m - i));
-        (group ? j.group_fn : j.kernel.fn)(wbase + r0 * j.w_stride, act + i * act_stride,
-                                           act_stride, nr, cols, j.y + i * rows + r0, rows);
+        fn(wbase + r0 * j.w_stride, act + i * act_stride, act_stride, nr, cols, j.y + i * rows + r0,
+           rows);
       }
-      r0 += group ? kInterleave : 1;
+      r0 += group16 ? 2 * kInterleave : group ? kInterleave : 1;
     }
     return;
   }
@@ -177,6 +186,7 @@ void MatMul::RunShared(std::span<const WeightView> ws, const float* x, int64_t m
     j.kernel = internal::ChooseKernel(w.dtype, interleaved ? ActivationMode::kInt16 : mode_, impl_);
     if (interleaved) {
       j.group_fn = internal::BestInt16GroupDot(w.dtype, impl_);
+      j.group16_fn = internal::BestInt16Group16Dot(w.dtype, impl_);
     }
     j.w_stride = RowBytes(w.dtype, w.cols);
     j.groups = (w.rows + kRowGroup - 1) / kRowGroup;

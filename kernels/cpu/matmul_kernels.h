@@ -148,10 +148,18 @@ RowDotFn Avx2Int16GroupDot(DType t);
 // The AVX-512 VNNI build of the same kernels (same layout, same bits; fewer
 // instructions per multiply-add). REQUIRES: CpuHasAvx512Vnni().
 RowDotFn VnniInt16GroupDot(DType t);
-bool CpuHasAvx512Vnni();  // AVX512F + VL + VNNI with OS support, and AVX2/FMA/F16C
-// The fastest group kernel `impl` may use on this CPU: kAvx2 takes the VNNI
-// build where the CPU has it (the bits are the same).
+// AVX512F + BW + VL + VNNI with OS support, and AVX2/FMA/F16C.
+bool CpuHasAvx512Vnni();
+// Two adjacent groups per call in 512-bit registers: w_row points at the
+// first of them (16 rows; the second starts kInterleave rows later) and the
+// call writes out[r * out_stride + j], j < 16. Same bits as two calls of the
+// 8-row kernels. REQUIRES: CpuHasAvx512Vnni().
+RowDotFn VnniInt16Group16Dot(DType t);
+// The fastest group kernels `impl` may use on this CPU (the bits are the
+// same whichever it is): the 8-row one, the VNNI build where the CPU has it;
+// and the 16-row one, or nullptr where the CPU or impl has none.
 RowDotFn BestInt16GroupDot(DType t, MatMulImpl impl);
+RowDotFn BestInt16Group16Dot(DType t, MatMulImpl impl);
 
 // AVX2 batch path of the float-activation kernels: DequantRowFn writes a
 // weight row's cols values (the same registers the fused kernel computes, so

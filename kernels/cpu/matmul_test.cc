@@ -550,37 +550,46 @@ TEST(InterleaveTest, Avx2GroupKernelIsBitIdenticalToScalar) {
   }
 }
 
-// The VNNI build of the group kernel gives the AVX2 build's bits for every
-// tile height (each height splits its integer sums differently).
-TEST(InterleaveTest, VnniGroupKernelIsBitIdenticalToAvx2) {
-  if (!internal::CpuHasAvx512Vnni()) GTEST_SKIP() << "CPU has no AVX512-VNNI+VL";
+// The VNNI builds of the group kernel give the AVX2 build's bits for every
+// tile height (each height splits its integer sums differently): the 8-row
+// one per group, and the 16-row one over two adjacent groups.
+TEST(InterleaveTest, VnniGroupKernelsAreBitIdenticalToAvx2) {
+  if (!internal::CpuHasAvx512Vnni()) GTEST_SKIP() << "CPU has no AVX512-VNNI+BW+VL";
+  constexpr int kMaxNr = internal::kMaxTileGroup;
+  constexpr int64_t kRows = 2 * kInterleave;
   std::mt19937 rng(79);
   for (DType t : kInterleavedTypes) {
     for (int64_t cols : {32, 96, 576, 1536}) {
       SCOPED_TRACE(std::string(Name(t)) + " cols " + std::to_string(cols));
-      std::vector<uint8_t> w = RandomWeightBytes(t, kInterleave, cols, rng);
+      std::vector<uint8_t> w = RandomWeightBytes(t, kRows, cols, rng);
       {
         const std::vector<uint8_t> src = w;
-        InterleaveRows(t, kInterleave, cols, src.data(), w.data());
+        InterleaveRows(t, kRows, cols, src.data(), w.data());
       }
+      const uint8_t* group1 = w.data() + kInterleave * RowBytes(t, cols);
       const internal::ActFormat format =
           internal::ChooseKernel(t, ActivationMode::kInt16, MatMulImpl::kScalar).format;
       const int64_t stride = internal::ActRowBytes(format, cols);
-      std::vector<char> act(stride * internal::kMaxTileGroup);
-      std::vector<float> x = RandomFloats(internal::kMaxTileGroup * cols, rng);
+      std::vector<char> act(stride * kMaxNr);
+      std::vector<float> x = RandomFloats(kMaxNr * cols, rng);
       x[cols / 2] *= 300.0f;  // an outlier sets row 0's block scale
-      for (int r = 0; r < internal::kMaxTileGroup; ++r) {
+      for (int r = 0; r < kMaxNr; ++r) {
         internal::QuantizeActRow(format, x.data() + r * cols, cols, act.data() + r * stride);
       }
-      for (int nr = 1; nr <= internal::kMaxTileGroup; ++nr) {
-        std::vector<float> ya(kInterleave * nr), yv(kInterleave * nr);
-        internal::Avx2Int16GroupDot(t)(w.data(), act.data(), stride, nr, cols, ya.data(),
-                                       kInterleave);
-        internal::VnniInt16GroupDot(t)(w.data(), act.data(), stride, nr, cols, yv.data(),
-                                       kInterleave);
-        for (int i = 0; i < kInterleave * nr; ++i) {
-          ASSERT_EQ(std::bit_cast<uint32_t>(ya[i]), std::bit_cast<uint32_t>(yv[i]))
-              << "nr " << nr << " output " << i << ": avx2 " << ya[i] << " vnni " << yv[i];
+      for (int nr = 1; nr <= kMaxNr; ++nr) {
+        // out[r * kRows + j]: activation row r, weight row j.
+        std::vector<float> ya(kRows * nr), y8(kRows * nr), y16(kRows * nr);
+        for (auto [fn, y] : {std::pair{internal::Avx2Int16GroupDot(t), ya.data()},
+                             std::pair{internal::VnniInt16GroupDot(t), y8.data()}}) {
+          fn(w.data(), act.data(), stride, nr, cols, y, kRows);
+          fn(group1, act.data(), stride, nr, cols, y + kInterleave, kRows);
+        }
+        internal::VnniInt16Group16Dot(t)(w.data(), act.data(), stride, nr, cols, y16.data(), kRows);
+        for (int i = 0; i < kRows * nr; ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(ya[i]), std::bit_cast<uint32_t>(y8[i]))
+              << "nr " << nr << " output " << i << ": avx2 " << ya[i] << " vnni " << y8[i];
+          ASSERT_EQ(std::bit_cast<uint32_t>(ya[i]), std::bit_cast<uint32_t>(y16[i]))
+              << "nr " << nr << " output " << i << ": avx2 " << ya[i] << " vnni x16 " << y16[i];
         }
       }
     }

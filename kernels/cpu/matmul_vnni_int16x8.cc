@@ -6,7 +6,7 @@
 // the weights and give the same bits (tested in matmul_test.cc).
 //
 // Chosen at run time (MatMul, Avx2Int16GroupDot's callers) when the CPU has
-// AVX512-VNNI and AVX512-VL (CpuHasAvx512Vnni); the AVX-VNNI (VEX) form that
+// AVX512-VNNI, -VL and -BW (CpuHasAvx512Vnni); the AVX-VNNI (VEX) form that
 // some CPUs without AVX-512 have is not built.
 #include <cpuid.h>
 
@@ -49,8 +49,9 @@ bool CpuHasAvx512Vnni() {
     // also save the ZMM state (XCR0 bits 5-7), which __builtin_cpu_supports
     // checks for avx512f.
     if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
-    return CpuHasAvx2Fma() && __builtin_cpu_supports("avx512f") && (ebx & (1u << 31)) != 0 &&
-           (ecx & (1u << 11)) != 0;
+    // EBX bit 30: AVX512BW (the 16-row kernels widen bytes in 512 bits).
+    return CpuHasAvx2Fma() && __builtin_cpu_supports("avx512f") && (ebx & (1u << 30)) != 0 &&
+           (ebx & (1u << 31)) != 0 && (ecx & (1u << 11)) != 0;
   }();
   return has;
 }
