@@ -21,6 +21,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -313,6 +314,55 @@ void BM_RowDotHot(benchmark::State& state) {
   state.SetLabel(ModeLabel(state.range(0)) + " nr " + std::to_string(nr));
 }
 BENCHMARK(BM_RowDotHot)->ArgsProduct({{0, 2, 3, 4}, {1, 4}})->UseRealTime();
+
+// What each MatMul call costs beyond its bytes at batch 1: one interleaved
+// Q4_1 matrix of about the default model's decode bytes (267,776 x 576,
+// 96.4 MB), run as `splits` consecutive calls on equal row ranges. One call
+// is the streaming limit of the kernel; a decode step makes ~121 calls per
+// token (211 in BM_DecodeWeights). Args: splits.
+void BM_SplitMatrix(benchmark::State& state) {
+  constexpr int64_t kRows = 267776, kCols = kDim;
+  const DType t = DType::kQ4_1;
+  static std::unique_ptr<AlignedBytes> matrix;
+  const int64_t row_bytes = RowBytes(t, kCols);
+  if (!matrix) {
+    std::mt19937 rng(3);
+    const std::vector<uint8_t> w = testing::RandomWeightBytes(t, kRows, kCols, rng);
+    matrix = std::make_unique<AlignedBytes>(w.size());
+    InterleaveRows(t, kRows, kCols, w.data(), matrix->data);
+  }
+  const int64_t splits = state.range(0);
+  const int64_t per = kRows / splits / 16 * 16;
+  std::mt19937 rng(10);
+  const std::vector<float> x = testing::RandomFloats(kCols, rng);
+  std::vector<float> y(per);
+  MatMul mm(&Pool(), MatMulImpl::kAuto, ActivationMode::kInt16);
+  const size_t bytes = static_cast<size_t>(per * splits * row_bytes);
+  ReadBandwidth(matrix->size);
+  for (auto _ : state) {
+    for (int64_t i = 0; i < splits; ++i) {
+      mm.Run({t, per, kCols, matrix->data + i * per * row_bytes, WeightLayout::kInterleaved8},
+             x.data(), 1, y.data());
+    }
+    benchmark::ClobberMemory();
+  }
+  SetCounters(state, static_cast<double>(bytes), matrix->size, 1);
+  state.counters["us_per_call"] =
+      benchmark::Counter(static_cast<double>(splits) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_SplitMatrix)->Arg(1)->Arg(16)->Arg(128)->Arg(512)->UseRealTime();
+
+// A ParallelFor of n empty indices: the pool's own cost per call. Args: n.
+void BM_PoolHandoff(benchmark::State& state) {
+  std::atomic<int64_t> sink{0};
+  for (auto _ : state) {
+    Pool().ParallelFor(state.range(0), [&](int64_t b, int64_t e) {
+      sink.fetch_add(e - b, std::memory_order_relaxed);
+    });
+  }
+}
+BENCHMARK(BM_PoolHandoff)->Arg(2)->Arg(8)->Arg(64)->UseRealTime();
 
 // Decode attention of the default model's shape (9 query heads over 3 KV
 // heads of 64, 16-position blocks, all 30 layers' caches distinct so K/V come

@@ -40,6 +40,8 @@ using internal::ActFormat;
 // Output rows per scheduling unit: 16 floats = one cache line of y per
 // activation row, so threads never write the same line.
 constexpr int64_t kRowGroup = 16;
+// Batches up to this many rows run their matrices as one chunk per thread.
+constexpr int64_t kDecodeBatchMax = 64;
 static_assert(kRowGroup % kInterleave == 0, "a thread's rows are whole interleaved groups");
 // Weight rows swept per activation tile: small enough to stay in L1 while
 // every activation tile of the batch passes over them.
@@ -272,20 +274,28 @@ void MatMul::RunShared(std::span<const WeightView> ws, const float* x, int64_t m
   }
 
   // Every weight's row groups as one index space [0, total), so the pool
-  // splits all of them together.
+  // splits all of them together. Decode-sized batches take one chunk per
+  // thread: the rows' work is uniform, and each extra chunk cost ~2 us, 10%
+  // of a batch-1 step's matrix time over its ~121 calls (docs/PERFORMANCE.md,
+  // session 9). Larger batches keep the default, which absorbs a thread
+  // that runs late.
   int64_t total = 0;
   for (const Job& j : jobs) total += j.groups;
-  pool_->ParallelFor(total, [&](int64_t gbegin, int64_t gend) {
-    int64_t first = 0;  // first unit of the current job
-    for (const Job& j : jobs) {
-      const int64_t b = std::max(gbegin, first) - first;
-      const int64_t e = std::min(gend, first + j.groups) - first;
-      if (b < e) {
-        RunRows(j, abase, act_stride, m, b * kRowGroup, std::min(j.w.rows, e * kRowGroup));
-      }
-      first += j.groups;
-    }
-  });
+  const int chunks_per_thread = m <= kDecodeBatchMax ? 1 : ThreadPool::kDefaultChunksPerThread;
+  pool_->ParallelFor(
+      total,
+      [&](int64_t gbegin, int64_t gend) {
+        int64_t first = 0;  // first unit of the current job
+        for (const Job& j : jobs) {
+          const int64_t b = std::max(gbegin, first) - first;
+          const int64_t e = std::min(gend, first + j.groups) - first;
+          if (b < e) {
+            RunRows(j, abase, act_stride, m, b * kRowGroup, std::min(j.w.rows, e * kRowGroup));
+          }
+          first += j.groups;
+        }
+      },
+      chunks_per_thread);
 }
 
 }  // namespace chai::kernels::cpu

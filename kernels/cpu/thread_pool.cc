@@ -15,9 +15,6 @@ namespace {
 // run the thread we are waiting for instead of burning its time slice.
 constexpr int kSpinIterations = 2000;
 constexpr int kYieldIterations = 200;
-// Chunks per thread: enough that a thread which starts late (or runs slower)
-// leaves its share to the others, few enough that claiming stays cheap.
-constexpr int kChunksPerThread = 4;
 constexpr int64_t kMaxChunks = 0xffff;  // the chunk fields of claim_
 
 inline void CpuRelax() {
@@ -45,8 +42,8 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-int64_t ThreadPool::NumChunks(int64_t n) const {
-  return std::min<int64_t>({n, int64_t{kChunksPerThread} * num_threads_, kMaxChunks});
+int64_t ThreadPool::NumChunks(int64_t n, int chunks_per_thread) const {
+  return std::min<int64_t>({n, int64_t{std::max(1, chunks_per_thread)} * num_threads_, kMaxChunks});
 }
 
 void ThreadPool::RunChunks(uint32_t gen) {
@@ -92,14 +89,15 @@ void ThreadPool::WorkerLoop() {
   }
 }
 
-void ThreadPool::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn) {
+void ThreadPool::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn,
+                             int chunks_per_thread) {
   if (n <= 0) return;
   if (num_threads_ == 1 || n == 1 || t_inside_job) {
     fn(0, n);
     return;
   }
   std::lock_guard<std::mutex> lock(call_mu_);
-  const int64_t chunks = NumChunks(n);
+  const int64_t chunks = NumChunks(n, chunks_per_thread);
   job_ = &fn;
   job_n_ = n;
   remaining_.store(static_cast<int>(chunks), std::memory_order_relaxed);

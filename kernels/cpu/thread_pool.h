@@ -1,7 +1,8 @@
 // A fixed pool of worker threads for data-parallel kernels.
 //
-// ParallelFor splits [0, n) into C = min(n, 4 * T) contiguous chunks (chunk c
-// is [n*c/C, n*(c+1)/C)); the calling thread and the T-1 workers claim chunks
+// ParallelFor splits [0, n) into C = min(n, K * T) contiguous chunks (chunk c
+// is [n*c/C, n*(c+1)/C); K = 4 chunks per thread unless the call asks for
+// fewer); the calling thread and the T-1 workers claim chunks
 // from a shared counter until none is left, and the call returns when every
 // chunk has run. The caller never waits for a worker that has not started:
 // on a loaded machine a descheduled worker only means the caller (and the
@@ -45,11 +46,19 @@ class ThreadPool {
   int num_threads() const { return num_threads_; }
 
   // Calls fn(begin, end) once per chunk of [0, n) (see the file comment) and
-  // waits. `fn` must not throw.
-  void ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn);
+  // waits. `fn` must not throw. chunks_per_thread (>= 1): fewer chunks cost
+  // less per call but leave more to wait for when a thread runs late or the
+  // chunks' work is uneven. MatMul's decode calls use 1 (uniform work, ~2 us
+  // per chunk saved on session 9's Xeon VM: docs/PERFORMANCE.md).
+  void ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn,
+                   int chunks_per_thread = kDefaultChunksPerThread);
 
-  // The number of chunks ParallelFor(n, ...) uses.
-  int64_t NumChunks(int64_t n) const;
+  // The number of chunks ParallelFor(n, ..., chunks_per_thread) uses.
+  int64_t NumChunks(int64_t n, int chunks_per_thread = kDefaultChunksPerThread) const;
+
+  // Enough that a thread which starts late (or runs slower) leaves its share
+  // to the others, few enough that claiming stays cheap.
+  static constexpr int kDefaultChunksPerThread = 4;
 
  private:
   void WorkerLoop();

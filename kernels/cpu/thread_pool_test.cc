@@ -15,25 +15,32 @@ TEST(ThreadPoolTest, CoversEveryIndexOnceInTheDocumentedChunks) {
   for (int threads : {1, 2, 3, 8}) {
     ThreadPool pool(threads);
     EXPECT_EQ(pool.num_threads(), threads);
-    for (int64_t n : {1, 2, 3, 7, 8, 100, 1001}) {
-      std::vector<std::atomic<int>> hits(n);
-      std::vector<std::atomic<int64_t>> range_end(n);  // indexed by begin
-      for (auto& e : range_end) e = -1;
-      pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
-        ASSERT_LT(begin, end);
-        range_end[begin] = end;
-        for (int64_t i = begin; i < end; ++i) hits[i]++;
-      });
-      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 1) << "n=" << n << " i=" << i;
-      if (n == 1 || threads == 1) continue;  // runs inline as one range
-      const int64_t chunks = pool.NumChunks(n);
-      EXPECT_EQ(chunks, std::min<int64_t>(n, 4 * threads));
-      for (int64_t c = 0; c < chunks; ++c) {
-        const int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
-        EXPECT_EQ(range_end[b], e) << "threads=" << threads << " n=" << n;
+    for (int per_thread : {ThreadPool::kDefaultChunksPerThread, 1, 2}) {
+      for (int64_t n : {1, 2, 3, 7, 8, 100, 1001}) {
+        std::vector<std::atomic<int>> hits(n);
+        std::vector<std::atomic<int64_t>> range_end(n);  // indexed by begin
+        for (auto& e : range_end) e = -1;
+        pool.ParallelFor(
+            n,
+            [&](int64_t begin, int64_t end) {
+              ASSERT_LT(begin, end);
+              range_end[begin] = end;
+              for (int64_t i = begin; i < end; ++i) hits[i]++;
+            },
+            per_thread);
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 1) << "n=" << n << " i=" << i;
+        if (n == 1 || threads == 1) continue;  // runs inline as one range
+        const int64_t chunks = pool.NumChunks(n, per_thread);
+        EXPECT_EQ(chunks, std::min<int64_t>(n, per_thread * threads));
+        for (int64_t c = 0; c < chunks; ++c) {
+          const int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
+          EXPECT_EQ(range_end[b], e)
+              << "threads=" << threads << " per_thread=" << per_thread << " n=" << n;
+        }
       }
     }
   }
+  EXPECT_EQ(ThreadPool(2).NumChunks(100), 4 * 2);  // the default is 4 per thread
 }
 
 // The caller does not wait for a slow (or descheduled) worker to take its
