@@ -56,6 +56,17 @@ int64_t MatrixBytes(const kernels::WeightView& w) {
   return w.rows * kernels::RowBytes(w.dtype, w.cols);
 }
 
+// *out = the parsed flag value, or prints why it is invalid and returns false.
+template <typename T>
+bool TakeParsed(absl::StatusOr<T> parsed, T* out) {
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "chai_engine_bench: %s\n", std::string(parsed.status().message()).c_str());
+    return false;
+  }
+  *out = *parsed;
+  return true;
+}
+
 int64_t DecodeWeightBytes(const ModelWeights& m) {
   int64_t total = MatrixBytes(m.output);
   for (const LayerWeights& l : m.layers) {
@@ -153,24 +164,11 @@ int Main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--activations" && i + 1 < argc) {
       mode_name = argv[++i];
-      absl::StatusOr<kernels::cpu::ActivationMode> parsed =
-          kernels::cpu::ParseActivationMode(mode_name);
-      if (!parsed.ok()) {
-        std::fprintf(stderr, "chai_engine_bench: %s\n",
-                     std::string(parsed.status().message()).c_str());
-        return 2;
-      }
-      mode = *parsed;
+      if (!TakeParsed(kernels::cpu::ParseActivationMode(mode_name), &mode)) return 2;
       continue;
     }
     if (a == "--kv-cache-dtype" && i + 1 < argc) {
-      absl::StatusOr<kernels::DType> parsed = kernels::ParseKvDtype(argv[++i]);
-      if (!parsed.ok()) {
-        std::fprintf(stderr, "chai_engine_bench: %s\n",
-                     std::string(parsed.status().message()).c_str());
-        return 2;
-      }
-      kv_dtype = *parsed;
+      if (!TakeParsed(kernels::ParseKvDtype(argv[++i]), &kv_dtype)) return 2;
       continue;
     }
     if (a == "--model" && i + 1 < argc) {
