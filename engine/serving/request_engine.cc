@@ -495,8 +495,11 @@ void RequestEngine::Impl::Deliver() {
       stats.e2e_s = d.update.total_s;
       stats.k_bytes_saved = static_cast<int64_t>(d.seq->tokens.size()) * d.seq->k_saved_per_token;
     }
-    if (d.seq->sink) d.seq->sink(std::move(d.update));
+    // Metrics first: a client that has seen its last message must find the
+    // request counted when it scrapes /metrics (a scrape right after the
+    // stream ended read one request short under load).
     if (final && observer_ != nullptr) observer_->OnRequestFinished(stats);
+    if (d.seq->sink) d.seq->sink(std::move(d.update));
   }
   deliveries_.clear();
   finished_.clear();  // destroys the finished requests' sinks

@@ -146,10 +146,12 @@ void SetCounters(benchmark::State& state, double bytes_per_iter, size_t bytes_st
 ActivationMode ModeArg(int64_t v) {
   return v == 0 ? ActivationMode::kFloat : v == 1 ? ActivationMode::kInt8 : ActivationMode::kInt16;
 }
-// 4 (BM_RowDotHot only): interleaved weights through the 16-row kernel.
-bool InterleaveArg(int64_t v) { return v == 3 || v == 4; }
+// 4 and 5 (BM_RowDotHot only): interleaved weights through the 16-row
+// kernel, and through the AMX panel.
+bool InterleaveArg(int64_t v) { return v >= 3; }
 std::string ModeLabel(int64_t v) {
-  return std::string(ActivationModeName(ModeArg(v))) + (v == 4             ? "-x16"
+  return std::string(ActivationModeName(ModeArg(v))) + (v == 5             ? "-amx"
+                                                        : v == 4           ? "-x16"
                                                         : InterleaveArg(v) ? "-x8"
                                                                            : "");
 }
@@ -254,7 +256,7 @@ void BM_DecodeWeights(benchmark::State& state) {
 // Modes interleaved per batch size, so a change in machine load during the
 // run hits both alike.
 BENCHMARK(BM_DecodeWeights)
-    ->ArgsProduct({{1, 8, 32}, {0, 1, 2, 3}})
+    ->ArgsProduct({{1, 8, 12, 16, 32}, {0, 1, 2, 3}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
@@ -278,7 +280,12 @@ void BM_RowDotHot(benchmark::State& state) {
     InterleaveRows(t, kRows, kCols, src.data(), w.data());
   }
   const MatMulImpl impl = internal::CpuHasAvx2Fma() ? MatMulImpl::kAvx2 : MatMulImpl::kScalar;
-  const bool x16 = state.range(0) == 4;
+  const bool amx = state.range(0) == 5;
+  if (amx && !internal::CpuHasAmxInt8()) {
+    state.SkipWithError("no AMX on this CPU");
+    return;
+  }
+  const bool x16 = state.range(0) >= 4;
   const internal::RowDotFn group_fn =
       x16 ? internal::BestInt16Group16Dot(t, impl) : internal::BestInt16GroupDot(t, impl);
   if (group_fn == nullptr) {
@@ -294,9 +301,20 @@ void BM_RowDotHot(benchmark::State& state) {
   }
   std::vector<float> y(kRows * nr);
   const int64_t w_stride = RowBytes(t, kCols);
+  // 64-byte aligned, as MatMul's scratch is.
+  AlignedBytes planes(amx ? internal::AmxPlaneBytes(nr, kCols) : 0);
+  if (amx) {
+    internal::AmxZeroPadRows(nr, kCols, planes.data);
+    for (int r = 0; r < nr; ++r) {
+      internal::AmxSplitActRow(act.data() + r * stride, kCols, r, planes.data);
+    }
+  }
+  const internal::AmxPanelFn panel = amx ? internal::AmxInt16Group16Panel(t) : nullptr;
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    if (interleave) {
+    if (amx) {
+      panel(w.data(), kRows / 16, planes.data, act.data(), stride, nr, kCols, y.data(), kRows);
+    } else if (interleave) {
       for (int64_t r = 0; r < kRows; r += group_rows) {
         group_fn(w.data() + r * w_stride, act.data(), stride, nr, kCols, y.data() + r, kRows);
       }
@@ -314,6 +332,7 @@ void BM_RowDotHot(benchmark::State& state) {
   state.SetLabel(ModeLabel(state.range(0)) + " nr " + std::to_string(nr));
 }
 BENCHMARK(BM_RowDotHot)->ArgsProduct({{0, 2, 3, 4}, {1, 4}})->UseRealTime();
+BENCHMARK(BM_RowDotHot)->ArgsProduct({{5}, {4, 8, 16, 32}})->UseRealTime();
 
 // What each MatMul call costs beyond its bytes at batch 1: one interleaved
 // Q4_1 matrix of about the default model's decode bytes (267,776 x 576,

@@ -46,6 +46,16 @@ static_assert(kRowGroup % kInterleave == 0, "a thread's rows are whole interleav
 // Weight rows swept per activation tile: small enough to stay in L1 while
 // every activation tile of the batch passes over them.
 constexpr int64_t kRowBlock = 16;
+// Activation rows that run on AMX, where the CPU has it: whole tiles of 16,
+// and a last partial tile of at least kAmxMinTile rows. A tile multiply costs
+// the same for 1 row as for 16, and below ~13 rows the vector kernels are
+// faster (docs/PERFORMANCE.md, session 10); they take the rest.
+constexpr int64_t kAmxMinTile = 14;
+int64_t AmxRows(int64_t m) {
+  const int64_t whole = m / internal::kAmxRows * internal::kAmxRows;
+  return m - whole >= kAmxMinTile ? m : whole;
+}
+static_assert(kRowGroup % internal::kAmxRows == 0, "a thread's rows are whole AMX pairs");
 
 }  // namespace
 
@@ -124,35 +134,51 @@ struct Job {
   internal::KernelChoice kernel;
   internal::RowDotFn group_fn = nullptr;    // kInterleaved8 only
   internal::RowDotFn group16_fn = nullptr;  // two groups per call, where available
+  internal::AmxPanelFn amx_fn = nullptr;    // batches on AMX, where available
   float* y = nullptr;
   int64_t w_stride = 0;
   int64_t groups = 0;  // scheduling units of kRowGroup rows
 };
 
-// Rows [r_begin, r_end) of job j's output for all m activation rows.
-void RunRows(const Job& j, const char* act, int64_t act_stride, int64_t m, int64_t r_begin,
-             int64_t r_end) {
+// Rows [r_begin, r_end) of job j's output for all m activation rows
+// (planes: the activations split for AMX, where j.amx_fn is set).
+void RunRows(const Job& j, const char* act, int64_t act_stride, const void* planes, int64_t m,
+             int64_t r_begin, int64_t r_end) {
   const int64_t rows = j.w.rows, cols = j.w.cols;
   const char* wbase = static_cast<const char*>(j.w.data);
   const int64_t tile = j.kernel.max_tile;
   if (j.group_fn != nullptr) {
-    // 16 rows per call from two interleaved groups where the CPU has that
-    // kernel, else 8 from one (rows up to full); the last rows % 8 are
-    // row-major and take the row kernel. Each activation tile re-reads the
-    // groups' weights from L1 (a few KB). All three give the same bits.
+    // Activation rows [i_begin, m) of weight rows [r0, r1): 16 rows per call
+    // from two interleaved groups where the CPU has that kernel, else 8 from
+    // one (rows up to full); the last rows % 8 are row-major and take the
+    // row kernel. Each activation tile re-reads the groups' weights from L1
+    // (a few KB). All of them, and AMX, give the same bits.
     const int64_t full = rows / kInterleave * kInterleave;
-    for (int64_t r0 = r_begin; r0 < r_end;) {
-      const bool group16 = j.group16_fn != nullptr && r0 + 2 * kInterleave <= std::min(full, r_end);
-      const bool group = r0 + kInterleave <= full;
-      const internal::RowDotFn fn = group16 ? j.group16_fn : group ? j.group_fn : j.kernel.fn;
-      const int64_t step = group ? internal::kMaxTileGroup : tile;
-      for (int64_t i = 0; i < m; i += step) {
-        const int nr = static_cast<int>(std::min<int64_t>(step, m - i));
-        fn(wbase + r0 * j.w_stride, act + i * act_stride, act_stride, nr, cols, j.y + i * rows + r0,
-           rows);
+    const auto vector_rows = [&](int64_t i_begin, int64_t r0, int64_t r1) {
+      while (r0 < r1) {
+        const bool group16 = j.group16_fn != nullptr && r0 + 2 * kInterleave <= std::min(full, r1);
+        const bool group = r0 + kInterleave <= full;
+        const internal::RowDotFn fn = group16 ? j.group16_fn : group ? j.group_fn : j.kernel.fn;
+        const int64_t step = group ? internal::kMaxTileGroup : tile;
+        for (int64_t i = i_begin; i < m; i += step) {
+          const int nr = static_cast<int>(std::min<int64_t>(step, m - i));
+          fn(wbase + r0 * j.w_stride, act + i * act_stride, act_stride, nr, cols,
+             j.y + i * rows + r0, rows);
+        }
+        r0 += group16 ? 2 * kInterleave : group ? kInterleave : 1;
       }
-      r0 += group16 ? 2 * kInterleave : group ? kInterleave : 1;
+    };
+    if (j.amx_fn != nullptr) {
+      // Whole 16-row pairs of groups for the first AmxRows(m) activation
+      // rows on AMX; their other rows, and the rows past the pairs, below.
+      const int64_t m_amx = AmxRows(m);
+      const int64_t pairs = std::max<int64_t>(0, std::min(r_end, full) - r_begin) / 16;
+      j.amx_fn(wbase + r_begin * j.w_stride, pairs, planes, act, act_stride, m_amx, cols,
+               j.y + r_begin, rows);
+      vector_rows(m_amx, r_begin, r_begin + 16 * pairs);
+      r_begin += 16 * pairs;
     }
+    vector_rows(0, r_begin, r_end);
     return;
   }
   for (int64_t r0 = r_begin; r0 < r_end; r0 += kRowBlock) {
@@ -189,6 +215,9 @@ void MatMul::RunShared(std::span<const WeightView> ws, const float* x, int64_t m
     if (interleaved) {
       j.group_fn = internal::BestInt16GroupDot(w.dtype, impl_);
       j.group16_fn = internal::BestInt16Group16Dot(w.dtype, impl_);
+      if (impl_ != MatMulImpl::kScalar && AmxRows(m) > 0 && internal::CpuHasAmxInt8()) {
+        j.amx_fn = internal::AmxInt16Group16Panel(w.dtype);
+      }
     }
     j.w_stride = RowBytes(w.dtype, w.cols);
     j.groups = (w.rows + kRowGroup - 1) / kRowGroup;
@@ -212,19 +241,30 @@ void MatMul::RunShared(std::span<const WeightView> ws, const float* x, int64_t m
   const int64_t cols = jobs[0].w.cols;
   const ActFormat format = jobs[0].kernel.format;
   const void* act = x;
+  void* planes = nullptr;
   int64_t act_stride = cols * static_cast<int64_t>(sizeof(float));
   if (format != ActFormat::kF32) {
     act_stride = internal::ActRowBytes(format, cols);
-    const size_t need = static_cast<size_t>(act_stride * m);
+    // The AMX planes follow the rows, 64-byte aligned.
+    const bool amx =
+        std::any_of(jobs.begin(), jobs.end(), [](const Job& j) { return j.amx_fn != nullptr; });
+    const int64_t rows_bytes = (act_stride * m + 63) / 64 * 64;
+    const size_t need =
+        static_cast<size_t>(rows_bytes + (amx ? internal::AmxPlaneBytes(m, cols) : 0));
     if (need > scratch_bytes_) {
       scratch_.reset(::operator new(need, std::align_val_t(64)));
       scratch_bytes_ = need;
     }
     char* q = static_cast<char*>(scratch_.get());
+    if (amx) {
+      planes = q + rows_bytes;
+      internal::AmxZeroPadRows(m, cols, planes);
+    }
     const internal::QuantizeRowFn quantize_row = jobs[0].kernel.quantize;
     auto quantize = [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         quantize_row(format, x + i * cols, cols, q + i * act_stride);
+        if (planes != nullptr) internal::AmxSplitActRow(q + i * act_stride, cols, i, planes);
       }
     };
     // A row is ~0.1-1 us of work: a pool handoff only pays for a batch.
@@ -290,7 +330,8 @@ void MatMul::RunShared(std::span<const WeightView> ws, const float* x, int64_t m
           const int64_t b = std::max(gbegin, first) - first;
           const int64_t e = std::min(gend, first + j.groups) - first;
           if (b < e) {
-            RunRows(j, abase, act_stride, m, b * kRowGroup, std::min(j.w.rows, e * kRowGroup));
+            RunRows(j, abase, act_stride, planes, m, b * kRowGroup,
+                    std::min(j.w.rows, e * kRowGroup));
           }
           first += j.groups;
         }

@@ -596,13 +596,78 @@ TEST(InterleaveTest, VnniGroupKernelsAreBitIdenticalToAvx2) {
   }
 }
 
+// The AMX panel gives the AVX2 group kernel's bits: every tile height (1-16
+// rows, a second tile, padding rows), odd and even block counts (its two-block
+// steps), two pairs per call, and activations at both ends of int16 (the
+// high-byte plane's sign).
+TEST(InterleaveTest, AmxPanelIsBitIdenticalToAvx2) {
+  if (!internal::CpuHasAmxInt8()) GTEST_SKIP() << "CPU or OS has no AMX-INT8";
+  constexpr int64_t kRows = 4 * kInterleave;  // two pairs
+  std::mt19937 rng(83);
+  for (DType t : kInterleavedTypes) {
+    for (int64_t cols : {32, 96, 576, 1536}) {
+      std::vector<uint8_t> w = RandomWeightBytes(t, kRows, cols, rng);
+      {
+        const std::vector<uint8_t> src = w;
+        InterleaveRows(t, kRows, cols, src.data(), w.data());
+      }
+      const internal::ActFormat format =
+          internal::ChooseKernel(t, ActivationMode::kInt16, MatMulImpl::kScalar).format;
+      const int64_t stride = internal::ActRowBytes(format, cols);
+      for (int64_t m : {1, 3, 4, 7, 12, 16, 17, 33}) {
+        SCOPED_TRACE(std::string(Name(t)) + " cols " + std::to_string(cols) + " m " +
+                     std::to_string(m));
+        std::vector<char> act(stride * m);
+        std::vector<float> x = RandomFloats(m * cols, rng);
+        x[cols / 2] *= 300.0f;  // an outlier sets row 0's block scale
+        for (int64_t i = 0; i < m; ++i) {
+          char* row = act.data() + i * stride;
+          internal::QuantizeActRow(format, x.data() + i * cols, cols, row);
+          if (i == m - 1) {  // the extremes of the low and high bytes
+            auto* qs = reinterpret_cast<int16_t*>(row);
+            for (int64_t k = 0; k < cols; k += 4) {
+              qs[k] = 32767;
+              qs[k + 1] = -32767;
+              qs[k + 2] = -256;
+              qs[k + 3] = 255;
+            }
+          }
+        }
+        std::vector<char> planes(internal::AmxPlaneBytes(m, cols), 'x');
+        internal::AmxZeroPadRows(m, cols, planes.data());
+        for (int64_t i = 0; i < m; ++i) {
+          internal::AmxSplitActRow(act.data() + i * stride, cols, i, planes.data());
+        }
+        std::vector<float> yx(m * kRows), ya(m * kRows);
+        const internal::RowDotFn group = internal::Avx2Int16GroupDot(t);
+        for (int64_t g = 0; g < kRows / kInterleave; ++g) {
+          for (int64_t i = 0; i < m; i += internal::kMaxTileGroup) {
+            const int nr = static_cast<int>(std::min<int64_t>(internal::kMaxTileGroup, m - i));
+            group(w.data() + g * kInterleave * RowBytes(t, cols), act.data() + i * stride, stride,
+                  nr, cols, ya.data() + i * kRows + g * kInterleave, kRows);
+          }
+        }
+        internal::AmxInt16Group16Panel(t)(w.data(), 2, planes.data(), act.data(), stride, m, cols,
+                                          yx.data(), kRows);
+        for (int64_t i = 0; i < m * kRows; ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(ya[i]), std::bit_cast<uint32_t>(yx[i]))
+              << "output " << i << ": avx2 " << ya[i] << " amx " << yx[i];
+        }
+      }
+    }
+  }
+}
+
 // DESIGN.md section 3 for the interleaved path: each row alone, batched,
 // mixed with other rows, over 1-5 threads: the same bits.
+// Batches of 30 and 37 rows take AMX where the CPU has it (16 + 14 rows;
+// 32 rows and 5 on the vector kernels; 39 with the extra rows).
 TEST(InterleaveTest, BitIdenticalAcrossBatchPositionAndThreads) {
   for (MatMulImpl impl : Impls()) {
-    for (DType t : kInterleavedTypes) {
-      SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl));
-      const int64_t m = 13;
+    for (auto [t, m] :
+         {std::pair{DType::kQ4_0, 13}, std::pair{DType::kQ4_1, 13}, std::pair{DType::kQ8_0, 13},
+          std::pair{DType::kQ4_1, 30}, std::pair{DType::kQ4_0, 37}, std::pair{DType::kQ8_0, 37}}) {
+      SCOPED_TRACE(std::string(Name(t)) + " " + ImplName(impl) + " m " + std::to_string(m));
       const Problem p = MakeProblem(t, 44, m, 8);
       std::vector<float> alone(m * p.rows);
       for (int64_t i = 0; i < m; ++i) {
@@ -622,6 +687,30 @@ TEST(InterleaveTest, BitIdenticalAcrossBatchPositionAndThreads) {
       const std::vector<float> y2 =
           RunMatMul(p, impl, 2, m + 2, x2.data(), ActivationMode::kInt16, true);
       ASSERT_EQ(0, std::memcmp(&y2[p.rows], alone.data(), alone.size() * sizeof(float)));
+    }
+  }
+}
+
+// Every batch size from 1 to 70 rows, over 1-3 threads: the same bits as
+// each row alone. On an AMX machine this walks every split between AMX tiles
+// (whole 16-row tiles, a last tile of 14-15 rows) and the vector kernels.
+TEST(InterleaveTest, EveryBatchSizeMatchesRowsAlone) {
+  for (DType t : kInterleavedTypes) {
+    const int64_t mmax = 70;
+    const Problem p = MakeProblem(t, 44, mmax, 8);
+    std::vector<float> alone(mmax * p.rows);
+    for (int64_t i = 0; i < mmax; ++i) {
+      const std::vector<float> y =
+          RunMatMul(p, MatMulImpl::kAvx2, 1, 1, &p.x[i * p.cols], ActivationMode::kInt16, true);
+      std::copy(y.begin(), y.end(), alone.begin() + i * p.rows);
+    }
+    for (int64_t m = 1; m <= mmax; ++m) {
+      for (int threads : {1, 2, 3}) {
+        const std::vector<float> y =
+            RunMatMul(p, MatMulImpl::kAvx2, threads, m, p.x.data(), ActivationMode::kInt16, true);
+        ASSERT_EQ(0, std::memcmp(y.data(), alone.data(), m * p.rows * sizeof(float)))
+            << Name(t) << " m " << m << " threads " << threads;
+      }
     }
   }
 }
