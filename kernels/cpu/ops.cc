@@ -119,17 +119,71 @@ void RmsNormRows(const float* x, const float* w, int32_t n, int32_t dim, float e
   }
 }
 
+namespace {
+
+// cos and sin of one position's angles, half values each (RopeRows' exact
+// evaluation).
+void RopeAngles(int32_t pos, const RopeParams& rope, float* cos_v, float* sin_v) {
+  for (int32_t i = 0; i < rope.head_dim / 2; ++i) {
+    // The angle is rounded to float as Hugging Face and llama.cpp do; cos
+    // and sin of that float are then evaluated in double and rounded once.
+    const float theta = static_cast<float>(pos) * rope.inv_freq[i];
+    cos_v[i] = static_cast<float>(std::cos(static_cast<double>(theta)));
+    sin_v[i] = static_cast<float>(std::sin(static_cast<double>(theta)));
+  }
+}
+
+// This thread's RopeAngles rows by position, filled on first use. Every
+// layer's q and k rotate with the same angles (60 calls per decode step for
+// the default model), and the double-precision cos/sin cost ~1 us per token
+// per call: evaluating them once per position and thread saves that. Keyed
+// by the frequencies' values (not their address, which a later model could
+// reuse); positions past kMaxPositions are evaluated per call.
+class RopeTable {
+ public:
+  static constexpr int32_t kMaxPositions = 1 << 15;  // 8 MB per thread at head_dim 64
+
+  // cos at [0, half), sin at [half, 2 half); valid until the next call.
+  const float* Row(int32_t pos, const RopeParams& rope) {
+    const int32_t half = rope.head_dim / 2;
+    if (inv_.size() != static_cast<size_t>(half) ||
+        !std::equal(inv_.begin(), inv_.end(), rope.inv_freq)) {
+      inv_.assign(rope.inv_freq, rope.inv_freq + half);
+      table_.clear();
+      filled_.clear();
+    }
+    float* row;
+    if (pos >= kMaxPositions) {
+      scratch_.resize(2 * half);
+      row = scratch_.data();
+    } else {
+      if (filled_.size() <= static_cast<size_t>(pos)) {
+        const size_t n =
+            std::min<size_t>(kMaxPositions, std::max<size_t>(2 * filled_.size(), pos + 1));
+        filled_.resize(n, 0);
+        table_.resize(n * 2 * half);
+      }
+      row = table_.data() + int64_t{pos} * 2 * half;
+      if (filled_[pos]) return row;
+      filled_[pos] = 1;
+    }
+    RopeAngles(pos, rope, row, row + half);
+    return row;
+  }
+
+ private:
+  std::vector<float> inv_, table_, scratch_;
+  std::vector<uint8_t> filled_;
+};
+
+}  // namespace
+
 void RopeRows(float* x, const int32_t* pos, int32_t n, int32_t heads, const RopeParams& rope) {
   const int32_t half = rope.head_dim / 2;
-  absl::InlinedVector<float, 128> cos_v(half), sin_v(half);
+  thread_local RopeTable table;
   for (int32_t t = 0; t < n; ++t) {
-    for (int32_t i = 0; i < half; ++i) {
-      // The angle is rounded to float as Hugging Face and llama.cpp do; cos
-      // and sin of that float are then evaluated in double and rounded once.
-      const float theta = static_cast<float>(pos[t]) * rope.inv_freq[i];
-      cos_v[i] = static_cast<float>(std::cos(static_cast<double>(theta)));
-      sin_v[i] = static_cast<float>(std::sin(static_cast<double>(theta)));
-    }
+    const float* cos_v = table.Row(pos[t], rope);
+    const float* sin_v = cos_v + half;
     for (int32_t h = 0; h < heads; ++h) {
       float* v = x + (int64_t{t} * heads + h) * rope.head_dim;
       for (int32_t i = 0; i < half; ++i) {

@@ -227,6 +227,38 @@ TEST(CpuBackendTest, RopeBothLayoutsMatchReference) {
   }
 }
 
+// RopeRows remembers each thread's angles by position: a second model's
+// frequencies (same length, other values) must not get the first one's, the
+// first ones must come back bit for bit, and positions past the table
+// (RopeTable::kMaxPositions = 32768) are still rotated correctly.
+TEST(CpuBackendTest, RopeAnglesFollowTheFrequenciesAndLongPositions) {
+  std::mt19937 rng(17);
+  const int heads = 2, hd = 64;
+  const std::vector<int32_t> pos = {5, 0, 300, 40000, 5};
+  std::vector<float> base(hd / 2), scaled(hd / 2);
+  for (int i = 0; i < hd / 2; ++i) {
+    base[i] = std::pow(10000.0f, -2.0f * i / hd);
+    scaled[i] = base[i] / (i < hd / 4 ? 1.0f : 8.0f);  // Llama-3.1-like
+  }
+  const std::vector<float> x0 = RandomFloats(pos.size() * heads * hd, rng);
+  std::vector<float> first;
+  for (const std::vector<float>* f : {&base, &scaled, &base}) {
+    std::vector<float> x = x0;
+    std::vector<double> ref(x.begin(), x.end());
+    NaiveRope(ref, pos, heads, hd, *f, false);
+    cpu::RopeRows(x.data(), pos.data(), static_cast<int32_t>(pos.size()), heads,
+                  {hd, false, f->data()});
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_NEAR(x[i], ref[i], 2e-6 * (1 + std::fabs(ref[i]))) << "element " << i;
+    }
+    if (first.empty()) {
+      first = x;
+    } else if (f == &base) {
+      EXPECT_EQ(0, std::memcmp(x.data(), first.data(), x.size() * sizeof(float)));
+    }
+  }
+}
+
 // The AVX2 loop and the portable one give the same bits (ragged n: the
 // AVX2 call leaves the last n % 8 to the portable loop), for large |g| too.
 TEST(CpuOpsTest, SwiGluAvx2IsBitIdenticalToPortable) {
