@@ -66,6 +66,18 @@ TEST(CpuBackendTest, CopiesRoundTrip) {
   b->Synchronize();
   b->CopyToHost(dst.data(), (*buf)->data(), 64 * sizeof(float));
   EXPECT_EQ(src, dst);
+  // Copies from 1 MB up are split over the pool: every byte arrives, for
+  // sizes that are and are not whole 64 KB pieces, and nothing past the end.
+  for (size_t bytes : {size_t{1} << 20, (size_t{3} << 20) + 12345}) {
+    auto big = b->Allocate(bytes);
+    ASSERT_TRUE(big.ok());
+    std::vector<uint8_t> pattern(bytes), out(bytes + 64, 0xee);
+    for (size_t i = 0; i < bytes; ++i) pattern[i] = static_cast<uint8_t>(i * 131 + (i >> 16));
+    std::memcpy((*big)->data(), pattern.data(), bytes);
+    b->CopyToHost(out.data(), (*big)->data(), bytes);
+    EXPECT_EQ(0, std::memcmp(out.data(), pattern.data(), bytes)) << bytes;
+    for (size_t i = bytes; i < out.size(); ++i) ASSERT_EQ(out[i], 0xee) << "byte " << i;
+  }
 }
 
 TEST(CpuBackendTest, PrepareWeightIsZeroCopyAndValidates) {
