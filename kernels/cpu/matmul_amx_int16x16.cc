@@ -15,15 +15,19 @@
 // a = fma(m, s, a), blocks in order. So the results are the same bits as
 // every other group kernel, for every tile height and batch.
 //
-// Why it is faster: one tile multiply does 16 x 16 x 32 byte products. The
-// vector kernels spend ~30 cycles per weight block at batch 32; here a block
-// of 16 weight rows x 16 activation rows is two tile multiplies, two tile
-// stores and 16 rows of float work (docs/PERFORMANCE.md, session 10).
+// Why it is faster, and by how much: one tile multiply does 16 x 16 x 32
+// byte products, where the 16-row VNNI kernel needs 256 vpdpwssd for the
+// same 16 x 16 block. But the per-block scales force K = 32 (a multiply
+// costs the same at 64), the block sums must leave the tile unit through
+// two 1 KB tile stores, and converting them (6 vector operations per 16
+// outputs) does not overlap with the tile work on the machine measured:
+// ~50 ns per 16 x 16 block against ~80 for the VNNI kernel, so batches only
+// (docs/PERFORMANCE.md, session 10).
 //
 // Tiles (palette 1): tmm0/tmm1 and tmm5/tmm6 the low/high sums of even and
 // odd blocks (16 x 16 int32), tmm2/tmm3 the activations' low/high bytes
 // (16 rows x 32), tmm4 the weights (8 rows x 64: row g holds the 16 weight
-// rows' columns 4g..4g+3, "VNNI" order).
+// rows' columns 4g..4g+3, "VNNI" order, in the tile column order below).
 //
 // REQUIRES: CpuHasAmxInt8().
 #include <asm/prctl.h>
@@ -182,8 +186,8 @@ struct AmxKernel {
 
   // Block b's exact integer sums of 16 activation rows (planes a: low
   // bytes, then high bytes) with the 16 unpacked weight rows at w, stored as
-  // int32 [16][16] at c (low) and c + 256 (high). kPair picks the tile pair
-  // so that two blocks can be in flight.
+  // int32 [16][16] at c (low) and c + 256 (high). kPair0 picks the tile
+  // pair (tmm0/1, else tmm5/6) so that two blocks can be in flight.
   template <bool kPair0>
   CHAI_AMX_INLINE static void Sums(const uint8_t* a, const uint8_t* w, int32_t* c) {
     _tile_loadd(2, a, kQK);
@@ -245,9 +249,10 @@ struct AmxKernel {
     __m512 acc[NR];
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
-    // Blocks b + 1 and b + 2 are on the tile unit while block b's sums are
-    // converted: the conversion waits on the tile stores reaching memory,
-    // and the two would otherwise take turns.
+    // Block b + 1's sums are issued before block b's are converted, in the
+    // other tile pair and buffer. Running further ahead (2, 4, 8 blocks)
+    // measured the same: the tile work and the conversion do not overlap
+    // here whatever the distance (PERFORMANCE.md, session 10).
     alignas(64) int32_t c[2][2 * kAmxRows * 16];
     Sums(0, planes, unpacked, c[0]);
     for (int64_t b = 0; b < nb; ++b) {
