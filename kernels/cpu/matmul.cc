@@ -173,8 +173,10 @@ void RunRows(const Job& j, const char* act, int64_t act_stride, const void* plan
       // rows on AMX; their other rows, and the rows past the pairs, below.
       const int64_t m_amx = AmxRows(m);
       const int64_t pairs = std::max<int64_t>(0, std::min(r_end, full) - r_begin) / 16;
-      j.amx_fn(wbase + r_begin * j.w_stride, pairs, planes, act, act_stride, m_amx, cols,
-               j.y + r_begin, rows);
+      if (pairs > 0) {
+        j.amx_fn(wbase + r_begin * j.w_stride, pairs, planes, act, act_stride, m_amx, cols,
+                 j.y + r_begin, rows);
+      }
       vector_rows(m_amx, r_begin, r_begin + 16 * pairs);
       r_begin += 16 * pairs;
     }
