@@ -313,7 +313,7 @@ void BM_RowDotHot(benchmark::State& state) {
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
     if (amx) {
-      panel(w.data(), kRows / 16, planes.data, act.data(), stride, nr, kCols, y.data(), kRows);
+      panel(w.data(), kRows / 16, planes.data, nr, kCols, y.data(), kRows);
     } else if (interleave) {
       for (int64_t r = 0; r < kRows; r += group_rows) {
         group_fn(w.data() + r * w_stride, act.data(), stride, nr, kCols, y.data() + r, kRows);

@@ -174,8 +174,7 @@ void RunRows(const Job& j, const char* act, int64_t act_stride, const void* plan
       const int64_t m_amx = AmxRows(m);
       const int64_t pairs = std::max<int64_t>(0, std::min(r_end, full) - r_begin) / 16;
       if (pairs > 0) {
-        j.amx_fn(wbase + r_begin * j.w_stride, pairs, planes, act, act_stride, m_amx, cols,
-                 j.y + r_begin, rows);
+        j.amx_fn(wbase + r_begin * j.w_stride, pairs, planes, m_amx, cols, j.y + r_begin, rows);
       }
       vector_rows(m_amx, r_begin, r_begin + 16 * pairs);
       r_begin += 16 * pairs;
@@ -270,7 +269,15 @@ void MatMul::RunShared(std::span<const WeightView> ws, const float* x, int64_t m
       }
     };
     // A row is ~0.1-1 us of work: a pool handoff only pays for a batch.
-    if (m >= 16) {
+    // With AMX planes, whole 16-row tiles per thread: a tile's block scales
+    // share cache lines, and rows of one tile written from two cores made
+    // batch 32 ~10% slower (docs/PERFORMANCE.md, session 10).
+    if (m >= 16 && planes != nullptr) {
+      const int64_t rows_per_unit = internal::kAmxRows;
+      pool_->ParallelFor((m + rows_per_unit - 1) / rows_per_unit, [&](int64_t begin, int64_t end) {
+        quantize(begin * rows_per_unit, std::min(m, end * rows_per_unit));
+      });
+    } else if (m >= 16) {
       pool_->ParallelFor(m, quantize);
     } else {
       quantize(0, m);

@@ -59,6 +59,10 @@ namespace chai::kernels::cpu::internal {
 namespace {
 
 constexpr int kTileBytes = kAmxRows * kQK;  // one activation byte plane of a block: 512
+// One block of an activation tile in the planes (matmul_kernels.h): the low
+// and high byte planes, then the 16 rows' d and s.
+constexpr int kPlaneBlock = 2 * kTileBytes + 2 * kAmxRows * static_cast<int>(sizeof(float));
+static_assert(kPlaneBlock % 64 == 0, "tile loads stay 64-byte aligned");
 // One block of a weight pair, unpacked: the B tile, then the 16 rows' scales
 // and (Q4_1) mins as floats.
 constexpr int kUnpackedBlock = 512 + 2 * 64;
@@ -211,7 +215,7 @@ struct AmxKernel {
   }
   CHAI_AMX_INLINE static void Sums(int64_t b, const uint8_t* planes, const uint8_t* unpacked,
                                    int32_t* c) {
-    const uint8_t* a = planes + 2 * kTileBytes * b;
+    const uint8_t* a = planes + kPlaneBlock * b;
     const uint8_t* w = unpacked + kUnpackedBlock * b;
     if ((b & 1) == 0) {
       Sums<true>(a, w, c);
@@ -221,8 +225,8 @@ struct AmxKernel {
   }
 
   // Block b's float work for tile rows r < NR from its sums at c, with the
-  // unpacked weight block wb and the tile's scales sc ([nb][2][16]: the
-  // activation rows' d, then s).
+  // unpacked weight block wb and the block's activation scales sc (the 16
+  // rows' d, then their s).
   template <int NR>
   CHAI_AMX_INLINE static void Accumulate(const int32_t* c, const uint8_t* wb, const float* sc,
                                          __m512* acc) {
@@ -241,11 +245,11 @@ struct AmxKernel {
     }
   }
 
-  // One activation tile (planes and scales; rows beyond the batch are zero
-  // there and not stored) against the unpacked pair.
+  // One activation tile of the planes (rows beyond the batch are zero there
+  // and not stored) against the unpacked pair.
   template <int NR>
-  CHAI_AMX static void Tile(const uint8_t* unpacked, const uint8_t* planes, const float* scales,
-                            int nr, int64_t nb, float* out, int64_t out_stride) {
+  CHAI_AMX static void Tile(const uint8_t* unpacked, const uint8_t* planes, int nr, int64_t nb,
+                            float* out, int64_t out_stride) {
     __m512 acc[NR];
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
@@ -257,7 +261,9 @@ struct AmxKernel {
     Sums(0, planes, unpacked, c[0]);
     for (int64_t b = 0; b < nb; ++b) {
       if (b + 1 < nb) Sums(b + 1, planes, unpacked, c[(b + 1) & 1]);
-      Accumulate<NR>(c[b & 1], unpacked + kUnpackedBlock * b, scales + 32 * b, acc);
+      Accumulate<NR>(c[b & 1], unpacked + kUnpackedBlock * b,
+                     reinterpret_cast<const float*>(planes + kPlaneBlock * b + 2 * kTileBytes),
+                     acc);
     }
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) {
@@ -265,31 +271,14 @@ struct AmxKernel {
     }
   }
 
-  CHAI_AMX static void Panel(const void* w, int64_t pairs, const void* planes, const void* act,
-                             int64_t act_stride, int64_t m, int64_t cols, float* y,
-                             int64_t y_stride) {
+  CHAI_AMX static void Panel(const void* w, int64_t pairs, const void* planes, int64_t m,
+                             int64_t cols, float* y, int64_t y_stride) {
     const int64_t nb = cols / kQK;
     const int64_t tiles = (m + kAmxRows - 1) / kAmxRows;
     // The pair's unpacked weights stay in L1/L2 while every activation tile
-    // passes over them (cols * 20 bytes: 30 KB at 1536 columns). The
-    // activation rows' scales, per tile [nb][2][16], so that the float work
-    // reads them through one pointer (0 for padding rows: their sums are 0).
-    thread_local AlignedBuffer buf, scale_buf;
+    // passes over them (cols * 20 bytes: 30 KB at 1536 columns).
+    thread_local AlignedBuffer buf;
     buf.Reserve(nb * kUnpackedBlock);
-    scale_buf.Reserve(tiles * nb * 32 * static_cast<int64_t>(sizeof(float)));
-    auto* scales = reinterpret_cast<float*>(scale_buf.data());
-    for (int64_t i = 0; i < tiles * kAmxRows; ++i) {
-      float* sc = scales + (i / kAmxRows) * nb * 32 + i % kAmxRows;
-      if (i < m) {
-        const Q16RowConst x = Q16RowAt(static_cast<const char*>(act) + i * act_stride, nb);
-        for (int64_t b = 0; b < nb; ++b) {
-          sc[32 * b] = x.d[b];
-          sc[32 * b + 16] = x.s[b];
-        }
-      } else {
-        for (int64_t b = 0; b < nb; ++b) sc[32 * b] = sc[32 * b + 16] = 0.0f;
-      }
-    }
     LoadTileConfig();
     const auto* wg = static_cast<const WBlock8*>(w);
     const auto* pl = static_cast<const uint8_t*>(planes);
@@ -300,19 +289,18 @@ struct AmxKernel {
       asm volatile("" ::: "memory");
       for (int64_t t = 0; t < tiles; ++t) {
         const int nr = static_cast<int>(std::min<int64_t>(kAmxRows, m - t * kAmxRows));
-        const uint8_t* tp = pl + t * nb * 2 * kTileBytes;
-        const float* sc = scales + t * nb * 32;
+        const uint8_t* tp = pl + t * nb * kPlaneBlock;
         float* out = y + t * kAmxRows * y_stride + 16 * p;
         // Tile heights in steps of 4 rows: fewer instantiations, and the
         // padding rows' float work is at most 3 rows.
         if (nr > 12) {
-          Tile<16>(buf.data(), tp, sc, nr, nb, out, y_stride);
+          Tile<16>(buf.data(), tp, nr, nb, out, y_stride);
         } else if (nr > 8) {
-          Tile<12>(buf.data(), tp, sc, nr, nb, out, y_stride);
+          Tile<12>(buf.data(), tp, nr, nb, out, y_stride);
         } else if (nr > 4) {
-          Tile<8>(buf.data(), tp, sc, nr, nb, out, y_stride);
+          Tile<8>(buf.data(), tp, nr, nb, out, y_stride);
         } else {
-          Tile<4>(buf.data(), tp, sc, nr, nb, out, y_stride);
+          Tile<4>(buf.data(), tp, nr, nb, out, y_stride);
         }
       }
     }
@@ -339,31 +327,52 @@ bool CpuHasAmxInt8() {
 }
 
 int64_t AmxPlaneBytes(int64_t m, int64_t cols) {
-  return (m + kAmxRows - 1) / kAmxRows * kAmxRows * cols * 2;
+  return (m + kAmxRows - 1) / kAmxRows * (cols / kQK) * kPlaneBlock;
 }
+
+namespace {
+
+// Row i's place in block 0 of its tile: the low-byte plane's row.
+uint8_t* PlaneRow(void* planes, int64_t nb, int64_t i) {
+  return static_cast<uint8_t*>(planes) + (i / kAmxRows) * nb * kPlaneBlock + (i % kAmxRows) * kQK;
+}
+
+// Row i's d in block 0 of its tile (s is kAmxRows floats later).
+float* PlaneScale(void* planes, int64_t nb, int64_t i) {
+  return reinterpret_cast<float*>(static_cast<uint8_t*>(planes) +
+                                  (i / kAmxRows) * nb * kPlaneBlock + 2 * kTileBytes) +
+         i % kAmxRows;
+}
+
+}  // namespace
 
 CHAI_AMX void AmxSplitActRow(const void* q16_row, int64_t cols, int64_t i, void* planes) {
   const int64_t nb = cols / kQK;
-  const auto* qs = static_cast<const int16_t*>(q16_row);
-  uint8_t* tile =
-      static_cast<uint8_t*>(planes) + (i / kAmxRows) * nb * 2 * kTileBytes + (i % kAmxRows) * kQK;
-  for (int64_t b = 0; b < nb; ++b, tile += 2 * kTileBytes) {
-    const __m512i v = _mm512_loadu_si512(qs + kQK * b);
+  const Q16RowConst x = Q16RowAt(q16_row, nb);
+  uint8_t* tile = PlaneRow(planes, nb, i);
+  float* sc = PlaneScale(planes, nb, i);
+  constexpr int kBlockFloats = kPlaneBlock / static_cast<int>(sizeof(float));
+  for (int64_t b = 0; b < nb; ++b, tile += kPlaneBlock, sc += kBlockFloats) {
+    const __m512i v = _mm512_loadu_si512(x.qs + kQK * b);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile), _mm512_cvtepi16_epi8(v));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + kTileBytes),
                         _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
+    sc[0] = x.d[b];
+    sc[kAmxRows] = x.s[b];
   }
 }
 
 void AmxZeroPadRows(int64_t m, int64_t cols, void* planes) {
   const int64_t nb = cols / kQK;
   const int64_t padded = (m + kAmxRows - 1) / kAmxRows * kAmxRows;
+  constexpr int kBlockFloats = kPlaneBlock / static_cast<int>(sizeof(float));
   for (int64_t i = m; i < padded; ++i) {
-    uint8_t* tile =
-        static_cast<uint8_t*>(planes) + (i / kAmxRows) * nb * 2 * kTileBytes + (i % kAmxRows) * kQK;
-    for (int64_t b = 0; b < nb; ++b, tile += 2 * kTileBytes) {
+    uint8_t* tile = PlaneRow(planes, nb, i);
+    float* sc = PlaneScale(planes, nb, i);
+    for (int64_t b = 0; b < nb; ++b, tile += kPlaneBlock, sc += kBlockFloats) {
       std::memset(tile, 0, kQK);
       std::memset(tile + kTileBytes, 0, kQK);
+      sc[0] = sc[kAmxRows] = 0.0f;  // padding rows' sums are 0: keep 0 * scale finite
     }
   }
 }

@@ -164,11 +164,11 @@ RowDotFn BestInt16Group16Dot(DType t, MatMulImpl impl);
 // AMX-INT8 batch kernels of the same products (matmul_amx_int16x16.cc):
 // same layout, same bits as the group kernels above, for every batch.
 // AMX multiplies bytes, so each kQ16x32 activation row is first split into
-// "planes" of low and high bytes, laid out as the tile loads want them: per
-// tile of kAmxRows activation rows and per 32-column block, a 16 x 32 plane
-// of low bytes, then one of high bytes:
-//   planes[((i / 16) * nb + b) * 1024 + h * 512 + (i % 16) * 32 + k]
-// (h = 0 low, 1 high) for row i, block b, column 32b + k.
+// "planes" of low and high bytes, laid out as the tile loads want them, with
+// the rows' block scales beside them: per tile of kAmxRows activation rows
+// and per 32-column block, a 1152-byte block of
+//   lo[16][32] (uint8), hi[16][32] (int8), d[16], s[16] (float)
+// at planes + ((i / 16) * nb + b) * 1152, row i % 16 of each (nb = cols / 32).
 inline constexpr int kAmxRows = 16;
 // AMX-TILE and AMX-INT8, the OS's permission to use them (requested here,
 // once per process), and CpuHasAvx512Vnni().
@@ -181,14 +181,12 @@ void AmxSplitActRow(const void* q16_row, int64_t cols, int64_t i, void* planes);
 // Zeroes the planes' rows m..AmxPlaneBytes' rounding, which every tile reads.
 void AmxZeroPadRows(int64_t m, int64_t cols, void* planes);
 // For `pairs` consecutive 16-row pairs of interleaved groups starting at w
-// (pair p at w + p * 16 * RowBytes(t, cols)) and m activation rows (kQ16x32
-// rows at act, act_stride bytes apart, and their planes): writes
-// y[i * y_stride + 16 * p + j], the dot product of the pair's row j with
-// activation row i. Uses this thread's tile state and a thread-local buffer
-// of cols * 20 bytes. REQUIRES: CpuHasAmxInt8().
-using AmxPanelFn = void (*)(const void* w, int64_t pairs, const void* planes, const void* act,
-                            int64_t act_stride, int64_t m, int64_t cols, float* y,
-                            int64_t y_stride);
+// (pair p at w + p * 16 * RowBytes(t, cols)) and the planes of m activation
+// rows: writes y[i * y_stride + 16 * p + j], the dot product of the pair's
+// row j with activation row i. Uses this thread's tile state and a
+// thread-local buffer of cols * 20 bytes. REQUIRES: CpuHasAmxInt8().
+using AmxPanelFn = void (*)(const void* w, int64_t pairs, const void* planes, int64_t m,
+                            int64_t cols, float* y, int64_t y_stride);
 AmxPanelFn AmxInt16Group16Panel(DType t);  // nullptr for non-interleavable types
 
 // AVX2 batch path of the float-activation kernels: DequantRowFn writes a

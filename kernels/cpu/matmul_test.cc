@@ -647,8 +647,7 @@ TEST(InterleaveTest, AmxPanelIsBitIdenticalToAvx2) {
                   nr, cols, ya.data() + i * kRows + g * kInterleave, kRows);
           }
         }
-        internal::AmxInt16Group16Panel(t)(w.data(), 2, planes.data(), act.data(), stride, m, cols,
-                                          yx.data(), kRows);
+        internal::AmxInt16Group16Panel(t)(w.data(), 2, planes.data(), m, cols, yx.data(), kRows);
         for (int64_t i = 0; i < m * kRows; ++i) {
           ASSERT_EQ(std::bit_cast<uint32_t>(ya[i]), std::bit_cast<uint32_t>(yx[i]))
               << "output " << i << ": avx2 " << ya[i] << " amx " << yx[i];
