@@ -272,13 +272,11 @@ void MatMul::RunShared(std::span<const WeightView> ws, const float* x, int64_t m
     // With AMX planes, whole 16-row tiles per thread: a tile's block scales
     // share cache lines, and rows of one tile written from two cores made
     // batch 32 ~10% slower (docs/PERFORMANCE.md, session 10).
-    if (m >= 16 && planes != nullptr) {
-      const int64_t rows_per_unit = internal::kAmxRows;
-      pool_->ParallelFor((m + rows_per_unit - 1) / rows_per_unit, [&](int64_t begin, int64_t end) {
-        quantize(begin * rows_per_unit, std::min(m, end * rows_per_unit));
+    if (m >= 16) {
+      const int64_t unit = planes != nullptr ? internal::kAmxRows : 1;
+      pool_->ParallelFor((m + unit - 1) / unit, [&](int64_t begin, int64_t end) {
+        quantize(begin * unit, std::min(m, end * unit));
       });
-    } else if (m >= 16) {
-      pool_->ParallelFor(m, quantize);
     } else {
       quantize(0, m);
     }

@@ -96,13 +96,6 @@ CHAI_AMX void LoadTileConfig() {
   _tile_loadconfig(&cfg);
 }
 
-// The 16 bytes at a and the 16 at b as one 256-bit value (a low).
-CHAI_AMX_INLINE __m256i Load2x128(const void* a, const void* b) {
-  return _mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(a))),
-      _mm_loadu_si128(static_cast<const __m128i*>(b)), 1);
-}
-
 // The tile's weight columns n (16 per block) are the pair's rows in "tile
 // order": n = 0-3 group 0 rows 0-3, 4-7 group 1 rows 0-3, 8-11 group 0 rows
 // 4-7, 12-15 group 1 rows 4-7. That order falls out of the unpacks below

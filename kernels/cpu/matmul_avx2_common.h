@@ -39,6 +39,14 @@ CHAI_AVX2_INLINE float Hsum(__m256 v) {
 // IEEE half -> float (exact).
 CHAI_AVX2_INLINE float Half(uint16_t h) { return _cvtsh_ss(h); }
 
+// The 16 bytes at a and the 16 at b as one 256-bit value (a low): the
+// 16-row kernels' two interleaved groups side by side.
+CHAI_AVX2_INLINE __m256i Load2x128(const void* a, const void* b) {
+  return _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(a))),
+      _mm_loadu_si128(static_cast<const __m128i*>(b)), 1);
+}
+
 template <typename T>
 CHAI_AVX2_INLINE const T* RowPtr(const void* act, int64_t stride, int r) {
   return reinterpret_cast<const T*>(static_cast<const char*>(act) + r * stride);

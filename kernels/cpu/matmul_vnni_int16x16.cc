@@ -34,13 +34,6 @@
 namespace chai::kernels::cpu::internal {
 namespace {
 
-// The 16 bytes at a and the 16 at b as one 256-bit value (a low).
-CHAI_X16_INLINE __m256i Load2x128(const void* a, const void* b) {
-  return _mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(a))),
-      _mm_loadu_si128(static_cast<const __m128i*>(b)), 1);
-}
-
 // The int16 pair at p in every 32-bit lane.
 CHAI_X16_INLINE __m512i BroadcastPair(const int16_t* p) {
   int32_t v;
