@@ -198,7 +198,8 @@ CHAI_AVX2 void ExpNormalizeAvx2(const ScoreArgs& a, const float* max_s) {
       pj[p] = FastExp(pj[p] - max_s[j]);
       tail += pj[p];
     }
-    a.inv_sum[h] = 1.0f / (Hsum(acc) + tail);
+    a.max[h] = max_s[j];
+    a.sum[h] = Hsum(acc) + tail;
   }
 }
 

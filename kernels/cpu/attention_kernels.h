@@ -2,11 +2,13 @@
 // kernels of paged attention and their portable and AVX2 implementations.
 // Not for use outside kernels/cpu/.
 //
-// Score: for the representative query heads that read one K slot of one
-// sequence, s[p] = dot(q_h, k_p) * scale over positions [0, len), then the
-// softmax numerators exp(s - max) and 1 / their sum. Mix: for query heads
-// sharing one KV head, out_h = (sum_p probs[score_head[h]][p] * v_p) *
-// inv_sum[score_head[h]].
+// Both run over one span of a sequence's positions (PagedAttention splits a
+// context into fixed spans and merges them). Score: for the representative
+// query heads that read one K slot of one sequence, s[p] = dot(q_h, k_p) *
+// scale over positions [0, len) of the span, then the softmax numerators
+// exp(s - max), their max and their sum. Mix: for query heads sharing one
+// KV head, out_h = sum_p probs[score_head[h]][p] * v_p, times
+// inv_sum[score_head[h]] when the span is the whole context.
 //
 // K and V elements are float or IEEE fp16 (the CPU backend's KvDtype());
 // fp16 values are widened exactly (F16C's vcvtph2ps, or Fp16ToFp32) before
@@ -47,8 +49,9 @@ struct ScoreArgs {
   int32_t page_stride;
   int32_t len, block_size, head_dim;
   float scale;
-  float* probs;    // out: [n_q_heads, len] rows of the representatives (exp(s - max))
-  float* inv_sum;  // out: [n_q_heads] 1 / sum of the row
+  float* probs;  // out: [n_q_heads, len] rows of the representatives (exp(s - max))
+  float* max;    // out: [n_q_heads] a representative's largest score
+  float* sum;    // out: [n_q_heads] the sum of its row of probs
 };
 
 struct MixArgs {
@@ -60,7 +63,7 @@ struct MixArgs {
   const int32_t* table;  // the sequence's block table
   int32_t len, block_size, n_kv_heads, kv_head, head_dim;
   const float* probs;    // [n_q_heads, len]
-  const float* inv_sum;  // [n_q_heads]
+  const float* inv_sum;  // [n_q_heads] multiplies the outputs; nullptr: left unscaled
   float* out;            // token's output [n_q_heads, head_dim]
 };
 
@@ -68,10 +71,10 @@ void ScoreGeneric(const ScoreArgs& a);
 void MixGeneric(const MixArgs& a);
 
 // The parts both implementations share (portable code): Score's softmax
-// numerators and inverse sums from the rows of raw scores and each
-// representative's max (max_s[j] for a.heads[j]); Mix's final out_h *=
-// inv_sum[score_head[h]].
-// Each numerator is FastExp(s - max). The sum behind inv_sum: positions
+// numerators and sums from the rows of raw scores and each representative's
+// max (max_s[j] for a.heads[j]); Mix's final out_h *= inv_sum[score_head[h]]
+// (nothing when inv_sum is nullptr).
+// Each numerator is FastExp(s - max). The sum: positions
 // below 8 * floor(len / 8) in 8 lane partials (lane p % 8), reduced by the
 // Hsum tree, plus the remaining positions summed in order.
 // ExpNormalizeAvx2 gives the same bits.

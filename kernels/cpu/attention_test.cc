@@ -1,7 +1,8 @@
 // Paged attention (StoreKv + Attention) against dense naive attention on a
 // ragged batch: sequences of different lengths, a prefill chunk mixed with
 // decode tokens, block tables and K pages that are shuffled and
-// non-contiguous, GQA, and CHAI head maps that differ per sequence.
+// non-contiguous, GQA, CHAI head maps that differ per sequence, and
+// contexts long enough to be split into several parts and merged.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -38,9 +39,11 @@ struct Batch {  // one flat batch of tokens, as the engine builds it
 
 class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> {
  protected:
-  static constexpr int kHeadDim = 64, kBlockSize = 4, kNumBlocks = 40, kMaxBlocks = 8;
-  static constexpr int kSeqs = 3;
-  static constexpr int kLen[kSeqs] = {11, 18, 13};  // final lengths, ragged
+  static constexpr int kHeadDim = 64, kBlockSize = 4, kMaxBlocks = 150;
+  static constexpr int kSeqs = 4, kNumBlocks = kSeqs * kMaxBlocks;
+  // Final lengths, ragged. Sequence 3 is long: its context splits into
+  // parts of at most 256 positions (ops.cc kPartPositions).
+  static constexpr int kLen[kSeqs] = {11, 18, 13, 600};
 
   void SetUp() override {
     n_q_ = GetParam().first;
@@ -202,6 +205,33 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
     }
   }
 
+  // Sequence 3 prefilled from one part to three (contexts of 256 and 512
+  // positions are the last of one and two parts) beside a short sequence,
+  // then decode tokens of three parts mixed with a prefill chunk: dense
+  // attention, and each token alone gives the same bits.
+  void LongContextStepsMatchDenseAndEachTokenAlone(Backend& be) {
+    Batch step1;
+    step1.Add(3, 0, 540);
+    step1.Add(1, 0, 17);
+    Store(be, step1);
+    ExpectMatchesNaive(step1, Attend(be, step1));
+    Batch step2;
+    step2.Add(3, 540, 600);
+    step2.Add(1, 17, 18);
+    Store(be, step2);
+    const std::vector<float> out2 = Attend(be, step2);
+    ExpectMatchesNaive(step2, out2);
+    std::unique_ptr<Backend> be1 = F32Backend(1);
+    for (int32_t t = 0; t < step2.size(); ++t) {
+      Batch one;
+      one.Add(step2.seq[t], step2.pos[t], step2.pos[t] + 1);
+      const std::vector<float> alone = Attend(*be1, one);
+      ASSERT_EQ(0, std::memcmp(alone.data(), &out2[static_cast<size_t>(t) * n_q_ * kHeadDim],
+                               alone.size() * sizeof(float)))
+          << "token " << t;
+    }
+  }
+
   int n_q_ = 0, n_kv_ = 0;
   std::vector<float> k_[kSeqs], v_[kSeqs], q_[kSeqs];
   std::vector<int32_t> tables_, k_pages_, k_src_, score_head_, k_slot_;
@@ -236,6 +266,11 @@ TEST_P(PagedAttentionTest, RaggedMixedBatchMatchesDenseAttention) {
   }
 
   MixedStepMatchesDenseAndEachTokenAlone(*be);
+}
+
+TEST_P(PagedAttentionTest, ContextsOfSeveralPartsMergeToDenseAttention) {
+  std::unique_ptr<Backend> be = F32Backend(3);
+  LongContextStepsMatchDenseAndEachTokenAlone(*be);
 }
 
 // An fp16 cache (the CPU backend's default): StoreKv writes each key and
@@ -336,13 +371,21 @@ TEST_P(ChaiAttentionTest, MapsPerSequenceMatchDenseAndStoreOnlyKeptKeys) {
   MixedStepMatchesDenseAndEachTokenAlone(*be);
 }
 
+TEST_P(ChaiAttentionTest, LongContextMapsMatchDenseAcrossParts) {
+  // Clusters {0,2,7} {1} {3,4,5,6,8} keeping KV heads 0 and 1: the items of
+  // each K slot mix heads of two KV heads, on every part.
+  SetMap(3, {0, 1, 0, 3, 3, 3, 3, 0, 3}, {0, 1});
+  std::unique_ptr<Backend> be = F32Backend(3);
+  LongContextStepsMatchDenseAndEachTokenAlone(*be);
+}
+
 TEST_P(ChaiAttentionTest, MembersUseTheirRepresentativesProbabilitiesBitwise) {
   // With V[p][kv][d] = (d == p) for every KV head, out_h[0..pos] is exactly
   // the probability row head h used: members (even on other KV heads) must
   // equal their representative bit for bit, and the row must sum to ~1.
   for (int s = 0; s < kSeqs; ++s) {
     std::fill(v_[s].begin(), v_[s].end(), 0.0f);
-    for (int p = 0; p < kLen[s]; ++p) {
+    for (int p = 0; p < std::min(kLen[s], kHeadDim); ++p) {
       for (int g = 0; g < n_kv_; ++g)
         v_[s][(static_cast<size_t>(p) * n_kv_ + g) * kHeadDim + p] = 1;
     }

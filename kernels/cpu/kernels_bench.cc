@@ -468,6 +468,7 @@ void BM_PagedAttention(benchmark::State& state) {
   state.SetLabel(Name(dtype));
 }
 BENCHMARK(BM_PagedAttention)->ArgsProduct({{1, 8, 32}, {144}, {0, 1}})->UseRealTime();
+BENCHMARK(BM_PagedAttention)->ArgsProduct({{1}, {1024, 4096}, {1}})->UseRealTime();
 
 }  // namespace
 }  // namespace chai::kernels::cpu

@@ -1,10 +1,12 @@
 #include "kernels/cpu/ops.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
@@ -273,11 +275,13 @@ void ExpNormalize(const ScoreArgs& a, const float* max_s) {
       pj[p] = FastExp(pj[p] - max_s[j]);
       tail += pj[p];
     }
-    a.inv_sum[h] = 1.0f / (Reduce8(acc) + tail);
+    a.max[h] = max_s[j];
+    a.sum[h] = Reduce8(acc) + tail;
   }
 }
 
 void ScaleByInvSum(const MixArgs& a) {
+  if (a.inv_sum == nullptr) return;
   for (int32_t j = 0; j < a.n_heads; ++j) {
     const int32_t h = a.heads[j];
     const float inv = a.inv_sum[a.score_head[h]];
@@ -303,6 +307,165 @@ void MixGeneric(const MixArgs& a) {
 
 }  // namespace internal
 
+namespace {
+
+// Positions per context part (rounded down to whole KV blocks, at least
+// one). Long contexts get several parts per K slot for the threads to
+// share (batch-1 attention at context 4096 1.5x faster); shorter ones stay
+// whole, because a split only adds merge work and shorter kernel calls
+// where (part, slot) items are already plenty: with 128, batch 32 at
+// context 144 ran ~8% slower (docs/PERFORMANCE.md, session 11).
+constexpr int32_t kPartPositions = 256;
+
+// A token's items not yet finished, alone in its cache line: the threads
+// count down neighbouring tokens at once.
+struct alignas(64) PendingItems {
+  std::atomic<int32_t> n;
+};
+
+// What every work item of one PagedAttention call reads.
+struct AttentionCall {
+  const float* q;  // [n_tokens, n_q_heads, hd]
+  int32_t n_q_heads, n_kv, group, hd, bs, part_len;
+  float scale;
+  bool f16, avx2;
+  const TokenPlacement* place;
+  const KvLayer* kv;
+  const int64_t*
+      first_part;  // [n_tokens + 1] a token's parts are [first_part[t], first_part[t + 1])
+  const int32_t* part_token;  // [parts] the token of a part
+  // Parts of multi-part tokens: unscaled outputs [parts, n_q_heads, hd],
+  // maxes and sums [parts, n_q_heads].
+  float* part_out;
+  float* part_max;
+  float* part_sum;
+  PendingItems* pending;  // [n_tokens]
+  float* out;             // [n_tokens, n_q_heads, hd]
+};
+
+// Merges the parts of token t: out_h = sum_c e_c o_c / sum_c e_c l_c with
+// e_c = FastExp(m_c - M), M the largest m_c, over the parts c in order.
+void MergeParts(const AttentionCall& a, int32_t t) {
+  const int64_t f = a.first_part[t];
+  const int32_t parts = static_cast<int32_t>(a.first_part[t + 1] - f);
+  const int32_t nh = a.n_q_heads, hd = a.hd;
+  absl::InlinedVector<float, 64> e(parts);
+  for (int32_t h = 0; h < nh; ++h) {
+    const float* m = a.part_max + f * nh + h;
+    const float* l = a.part_sum + f * nh + h;
+    float big = m[0];
+    for (int32_t c = 1; c < parts; ++c) big = std::max(big, m[int64_t{c} * nh]);
+    float total = 0.0f;
+    for (int32_t c = 0; c < parts; ++c) {
+      e[c] = FastExp(m[int64_t{c} * nh] - big);
+      total += e[c] * l[int64_t{c} * nh];
+    }
+    const float inv = 1.0f / total;
+    float* oh = a.out + (int64_t{t} * nh + h) * hd;
+    const float* o = a.part_out + (f * nh + h) * hd;
+    for (int32_t d = 0; d < hd; ++d) oh[d] = e[0] * o[d];
+    for (int32_t c = 1; c < parts; ++c) {
+      o += int64_t{nh} * hd;
+      for (int32_t d = 0; d < hd; ++d) oh[d] += e[c] * o[d];
+    }
+    for (int32_t d = 0; d < hd; ++d) oh[d] *= inv;
+  }
+}
+
+// One work item: Score for the representatives that read K slot `slot`, over
+// the positions of `part`, then Mix for every head they represent (members
+// use their representative's probabilities bit for bit, and CHAI skips
+// their q k^T work). scratch: [n_q_heads * (part_len + 3)] floats.
+void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch) {
+  const TokenPlacement& place = *a.place;
+  const KvLayer& kv = *a.kv;
+  const int32_t nh = a.n_q_heads;
+  const int32_t t = a.part_token[part];
+  // Part c of n takes KV blocks [c * blocks / n, (c + 1) * blocks / n): at
+  // most part_len positions (n = ceil(context / part_len)), sizes within a
+  // block of each other.
+  const int32_t context = place.pos[t] + 1;
+  const int64_t blocks = (context + a.bs - 1) / a.bs;
+  const int64_t n_parts = a.first_part[t + 1] - a.first_part[t];
+  const int64_t c = part - a.first_part[t];
+  const int32_t p0 = static_cast<int32_t>(c * blocks / n_parts) * a.bs;
+  const int32_t len =
+      std::min(context, static_cast<int32_t>((c + 1) * blocks / n_parts) * a.bs) - p0;
+  const bool whole = n_parts == 1;
+  const int32_t seq = place.seq[t];
+  const int32_t* sh = kv.score_head + int64_t{seq} * nh;
+  const int32_t* ks = kv.k_slot + int64_t{seq} * nh;
+  int32_t reps[kMaxGroup];
+  int32_t n_reps = 0;
+  for (int32_t h = 0; h < nh; ++h) {
+    if (sh[h] == h && ks[h] == slot) reps[n_reps++] = h;
+  }
+  if (n_reps == 0) return;
+  float* probs = scratch;  // [nh, len]: the representatives' rows
+  float* max_s = scratch + int64_t{nh} * a.part_len;
+  float* sum_s = max_s + nh;
+  float* inv_s = sum_s + nh;
+  const ScoreArgs score{a.q + int64_t{t} * nh * a.hd,
+                        reps,
+                        n_reps,
+                        kv.k,
+                        a.f16,
+                        kv.k_pages + (int64_t{seq} * place.max_blocks + p0 / a.bs) * a.n_kv + slot,
+                        a.n_kv,
+                        len,
+                        a.bs,
+                        a.hd,
+                        a.scale,
+                        probs,
+                        max_s,
+                        sum_s};
+  if (a.avx2) {
+    internal::ScoreAvx2(score);
+  } else {
+    internal::ScoreGeneric(score);
+  }
+  if (whole) {
+    for (int32_t j = 0; j < n_reps; ++j) inv_s[reps[j]] = 1.0f / sum_s[reps[j]];
+  }
+  float* dst = whole ? a.out + int64_t{t} * nh * a.hd : a.part_out + part * nh * a.hd;
+  // One Mix per KV head, over the heads of this slot's representatives.
+  for (int32_t g = 0; g < a.n_kv; ++g) {
+    int32_t heads[kMaxGroup];
+    int32_t n = 0;
+    for (int32_t h = g * a.group; h < (g + 1) * a.group; ++h) {
+      if (ks[sh[h]] == slot) heads[n++] = h;
+    }
+    if (n == 0) continue;
+    const MixArgs mix{heads,
+                      sh,
+                      n,
+                      kv.v,
+                      a.f16,
+                      place.block_tables + int64_t{seq} * place.max_blocks + p0 / a.bs,
+                      len,
+                      a.bs,
+                      a.n_kv,
+                      g,
+                      a.hd,
+                      probs,
+                      whole ? inv_s : nullptr,
+                      dst};
+    if (a.avx2) {
+      internal::MixAvx2(mix);
+    } else {
+      internal::MixGeneric(mix);
+    }
+    if (!whole) {
+      for (int32_t j = 0; j < n; ++j) {
+        a.part_max[part * nh + heads[j]] = max_s[sh[heads[j]]];
+        a.part_sum[part * nh + heads[j]] = sum_s[sh[heads[j]]];
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
                     const KvLayer& kv, DType kv_dtype, float* out, ThreadPool* pool,
                     bool allow_avx2) {
@@ -311,102 +474,77 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
       (kv_dtype != DType::kF32 && kv_dtype != DType::kF16)) {
     std::abort();  // Programmer error: see REQUIRES in ops.h.
   }
-  const int32_t hd = kv.head_dim;
-  const int32_t n_kv = kv.n_kv_heads;
-  const int32_t group = n_q_heads / n_kv;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const bool avx2 = allow_avx2 && internal::CpuHasAvx2Fma() && internal::Avx2AttentionSupports(hd);
   const int32_t n_tokens = place.n_tokens;
-  const bool f16 = kv_dtype == DType::kF16;
-  // Phase 1 scores representatives, phase 2 mixes values for every head;
-  // members read their representative's row of `probs`, so they use its
-  // probabilities bit for bit and CHAI skips their q k^T work. Rows of probs
-  // per token start at an offset of n_q_heads * (positions before it).
-  static thread_local std::vector<int64_t> offset;
-  offset.resize(n_tokens + 1);
-  offset[0] = 0;
+  const int32_t n_kv = kv.n_kv_heads;
+  const int32_t hd = kv.head_dim;
+  // Each token's context [0, pos] is cut into ceil((pos + 1) / part_len)
+  // parts of whole KV blocks (RunItem) by its position alone, whatever else
+  // is in the batch, so a token's bits never depend on the batch. Work
+  // items are (part, K slot) pairs (RunItem); a
+  // token with one part is finished by its items, and the item that
+  // finishes the last part of a longer context merges its parts
+  // (MergeParts; the merge's order is fixed, so which thread runs it does
+  // not matter).
+  const int32_t part_len = kv.block_size * std::max(1, kPartPositions / kv.block_size);
+  static thread_local std::vector<int64_t> first_part;
+  static thread_local std::vector<int32_t> part_token;
+  static thread_local std::vector<float> part_out, part_max, part_sum;
+  static thread_local std::unique_ptr<PendingItems[]> pending;
+  static thread_local int32_t pending_cap = 0;
+  first_part.resize(n_tokens + 1);
+  first_part[0] = 0;
   for (int32_t t = 0; t < n_tokens; ++t) {
-    offset[t + 1] = offset[t] + int64_t{n_q_heads} * (place.pos[t] + 1);
+    first_part[t + 1] = first_part[t] + (place.pos[t] + part_len) / part_len;
   }
-  static thread_local std::vector<float> probs_buf, inv_buf;
-  if (probs_buf.size() < static_cast<size_t>(offset[n_tokens])) {
-    probs_buf.resize(offset[n_tokens]);
+  const int64_t n_parts = first_part[n_tokens];
+  part_token.resize(n_parts);
+  if (pending_cap < n_tokens) {
+    pending = std::make_unique<PendingItems[]>(n_tokens);
+    pending_cap = n_tokens;
   }
-  if (inv_buf.size() < static_cast<size_t>(n_tokens) * n_q_heads) {
-    inv_buf.resize(static_cast<size_t>(n_tokens) * n_q_heads);
+  for (int32_t t = 0; t < n_tokens; ++t) {
+    const int64_t parts = first_part[t + 1] - first_part[t];
+    std::fill_n(part_token.begin() + first_part[t], parts, t);
+    pending[t].n.store(static_cast<int32_t>(parts) * n_kv, std::memory_order_relaxed);
   }
-  // Lambdas must not name the thread_locals: on a worker thread they would
-  // be the worker's own (empty) instances.
-  float* probs = probs_buf.data();
-  float* inv = inv_buf.data();
-  const int64_t* off = offset.data();
-
-  // Phase 1: one item per (token, K slot): the representatives reading that
-  // slot share each K row. A K slot holds one KV head, so at most `group`
-  // representatives read it.
-  pool->ParallelFor(int64_t{n_tokens} * n_kv, [&](int64_t begin, int64_t end) {
+  if (n_parts > n_tokens) {
+    part_out.resize(n_parts * n_q_heads * hd);
+    part_max.resize(n_parts * n_q_heads);
+    part_sum.resize(n_parts * n_q_heads);
+  }
+  // The items read the thread_locals through `call`: on a worker thread
+  // the names would be the worker's own (empty) instances.
+  const AttentionCall call{
+      q,
+      n_q_heads,
+      n_kv,
+      n_q_heads / n_kv,
+      hd,
+      kv.block_size,
+      part_len,
+      1.0f / std::sqrt(static_cast<float>(hd)),
+      kv_dtype == DType::kF16,
+      allow_avx2 && internal::CpuHasAvx2Fma() && internal::Avx2AttentionSupports(hd),
+      &place,
+      &kv,
+      first_part.data(),
+      part_token.data(),
+      part_out.data(),
+      part_max.data(),
+      part_sum.data(),
+      pending.get(),
+      out};
+  pool->ParallelFor(n_parts * n_kv, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scratch;  // this thread's own
+    scratch.resize(std::max(scratch.size(), static_cast<size_t>(n_q_heads) * (part_len + 3)));
     for (int64_t item = begin; item < end; ++item) {
-      const int32_t t = static_cast<int32_t>(item / n_kv);
-      const int32_t slot = static_cast<int32_t>(item % n_kv);
-      const int32_t seq = place.seq[t];
-      const int32_t* sh = kv.score_head + int64_t{seq} * n_q_heads;
-      const int32_t* ks = kv.k_slot + int64_t{seq} * n_q_heads;
-      int32_t heads[kMaxGroup];
-      int32_t n = 0;
-      for (int32_t h = 0; h < n_q_heads; ++h) {
-        if (sh[h] == h && ks[h] == slot) heads[n++] = h;
-      }
-      if (n == 0) continue;
-      const ScoreArgs args{q + int64_t{t} * n_q_heads * hd,
-                           heads,
-                           n,
-                           kv.k,
-                           f16,
-                           kv.k_pages + int64_t{seq} * place.max_blocks * n_kv + slot,
-                           n_kv,
-                           place.pos[t] + 1,
-                           kv.block_size,
-                           hd,
-                           scale,
-                           probs + off[t],
-                           inv + int64_t{t} * n_q_heads};
-      if (avx2) {
-        internal::ScoreAvx2(args);
-      } else {
-        internal::ScoreGeneric(args);
-      }
-    }
-  });
-  // Phase 2: one item per (token, KV head), or per (token, head) when there
-  // are too few of those to keep the pool busy (batch-1 decode). Same bits
-  // either way.
-  const int32_t per_item = int64_t{n_tokens} * n_kv >= 2 * pool->num_threads() ? group : 1;
-  const int32_t items_per_token = n_q_heads / per_item;
-  pool->ParallelFor(int64_t{n_tokens} * items_per_token, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int32_t t = static_cast<int32_t>(item / items_per_token);
-      const int32_t h0 = static_cast<int32_t>(item % items_per_token) * per_item;
-      int32_t heads[kMaxGroup];
-      for (int32_t j = 0; j < per_item; ++j) heads[j] = h0 + j;
-      const int32_t seq = place.seq[t];
-      const MixArgs args{heads,
-                         kv.score_head + int64_t{seq} * n_q_heads,
-                         per_item,
-                         kv.v,
-                         f16,
-                         place.block_tables + int64_t{seq} * place.max_blocks,
-                         place.pos[t] + 1,
-                         kv.block_size,
-                         n_kv,
-                         h0 / group,
-                         hd,
-                         probs + off[t],
-                         inv + int64_t{t} * n_q_heads,
-                         out + int64_t{t} * n_q_heads * hd};
-      if (avx2) {
-        internal::MixAvx2(args);
-      } else {
-        internal::MixGeneric(args);
+      const int64_t part = item / n_kv;
+      RunItem(call, part, static_cast<int32_t>(item % n_kv), scratch.data());
+      const int32_t t = call.part_token[part];
+      // acq_rel: the merging thread sees every other item's part outputs.
+      if (call.first_part[t + 1] - call.first_part[t] > 1 &&
+          call.pending[t].n.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        MergeParts(call, t);
       }
     }
   });

@@ -44,8 +44,11 @@ void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, Kv
                  DType kv_dtype);
 
 // q, out: [n_tokens, n_q_heads, head_dim], through the head maps of kv
-// (Backend::Attention). REQUIRES: n_q_heads == kv.n_q_heads, a multiple of
-// kv.n_kv_heads, at most 64 query heads per KV head; valid maps.
+// (Backend::Attention). Contexts past 256 positions are attended in parts
+// that are then merged (ops.cc); a token's result depends only on its own
+// position, query and cache, never on the batch or the threads.
+// REQUIRES: n_q_heads == kv.n_q_heads, a multiple of kv.n_kv_heads, at most
+// 64 query heads per KV head; valid maps.
 // allow_avx2 = false forces the portable kernels (tests: the AVX2 ones must
 // give the same bits).
 // kv_dtype: the cache's element type, kF32 or kF16.
