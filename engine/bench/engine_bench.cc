@@ -265,7 +265,11 @@ int Main(int argc, char** argv) {
   }
   const double roofline_tps = bandwidth / static_cast<double>(weight_bytes);
   out["decode_batch1_roofline_tokens_per_s"] = roofline_tps;
-  out["decode_batch1_share_of_roofline"] = tps1 / roofline_tps;
+  // The share is batch 1's: without it in --batches there is none (null).
+  const bool has_batch1 = std::find(batches.begin(), batches.end(), 1) != batches.end();
+  const double share =
+      has_batch1 ? out["decode"]["1"]["tokens_per_s"].get<double>() / roofline_tps : 0.0;
+  out["decode_batch1_share_of_roofline"] = has_batch1 ? nlohmann::json(share) : nlohmann::json();
   if (json) {
     std::printf("%s\n", out.dump(1).c_str());
     return 0;
@@ -282,8 +286,13 @@ int Main(int argc, char** argv) {
                 out["decode"][k]["tokens_per_s"].get<double>(),
                 out["decode"][k]["ratio_to_batch1"].get<double>(), batches[0]);
   }
-  std::printf("batch-1 roofline           %8.1f tokens/s; measured share %.0f%%\n", roofline_tps,
-              100 * tps1 / roofline_tps);
+  if (has_batch1) {
+    std::printf("batch-1 roofline           %8.1f tokens/s; measured share %.0f%%\n", roofline_tps,
+                100 * share);
+  } else {
+    std::printf("batch-1 roofline           %8.1f tokens/s; share not measured (no batch 1)\n",
+                roofline_tps);
+  }
   if (op_times) {
     for (int32_t batch : batches) {
       const std::string k = std::to_string(batch);
