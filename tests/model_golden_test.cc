@@ -171,12 +171,16 @@ TEST_P(ModelGoldenTest, PromptLogitsMatchTransformers) {
   RecordProperty("mean_abs_logit_diff", std::to_string(mean_diff));
   // kFloat: both engines multiply float activations with the same
   // dequantized Q4_1 weights, so only summation order differs (measured: max
-  // 4.6e-5, mean 6e-6). kInt16 adds the 16-bit activation rounding (alone:
-  // max ~6e-3, mean ~9e-4) and the fp16 rounding of every cached key and
-  // value (together: max 1.1e-2, mean 2.7e-3; docs/ENGINE.md). The bound
-  // leaves room for other CPUs' rounding while any wrong op (RoPE layout,
-  // norm, GQA mapping, 8-bit activations: mean 0.21) is orders larger.
-  EXPECT_LT(mean_diff, 1e-4 * max_abs_logit);
+  // 4.4e-5, mean 6e-6). kInt16 adds the 16-bit activation rounding (alone:
+  // max ~6e-3, mean ~1e-3) and the fp16 rounding of every cached key and
+  // value (together: max 1.1-1.5e-2, mean 2.7-3.8e-3; docs/ENGINE.md). Which
+  // way each fp16 rounding goes follows the last bits of the keys and
+  // values, so the mean moves by tens of percent whenever those change
+  // (fused multiply-adds in attention took it from 2.7e-3 to 3.8e-3 while
+  // every float-cache configuration got closer). The bound leaves room for
+  // that while any wrong op (RoPE layout, norm, GQA mapping, 8-bit
+  // activations: mean 0.21) is orders larger.
+  EXPECT_LT(mean_diff, 1.5e-4 * max_abs_logit);
   EXPECT_LT(max_diff_all, 1e-3 * max_abs_logit);
 }
 

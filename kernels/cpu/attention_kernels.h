@@ -16,13 +16,13 @@
 // same (fp16-representable) values gives.
 //
 // Both implementations do, per output element, the same float operations in
-// the same order (the library builds with -ffp-contract=off, and the AVX2
-// kernels use separate multiplies and adds):
-//  - dot: eight lane partials acc[k] += q[8i+k] * k[8i+k] over i, then
-//    (((acc0+acc4)+(acc2+acc6))+((acc1+acc5)+(acc3+acc7))) + tail, then
-//    * scale;
-//  - mix: o[d] = 0, then o[d] += w_p * v_p[d] for p in order, then o[d] *
-//    inv;
+// the same order (the library builds with -ffp-contract=off; products are
+// accumulated with fused multiply-adds, std::fma in the portable kernels):
+//  - dot: eight lane partials acc[k] = fma(q[8i+k], k[8i+k], acc[k]) over
+//    i, then (((acc0+acc4)+(acc2+acc6))+((acc1+acc5)+(acc3+acc7))) + tail
+//    (tail = fma over the rest, in order), then * scale;
+//  - mix: o[d] = 0, then o[d] = fma(w_p, v_p[d], o[d]) for p in order, then
+//    o[d] * inv;
 // so their results are bit-identical (tested). The AVX2 ones only overlap
 // independent positions (Score) and keep o in registers (Mix), which the
 // portable loop's store-to-load chain through o and its single add chain

@@ -29,18 +29,17 @@ inline float Reduce8(const float* acc) {
 inline float KvValue(float x) { return x; }
 inline float KvValue(uint16_t h) { return Fp16ToFp32(h); }
 
-// Dot product with 8 lane-wise partial sums (the compiler vectorises this
-// without reassociating) and a fixed reduction tree: the order depends only
-// on n.
+// Dot product with 8 lane-wise partial sums of fused multiply-adds and a
+// fixed reduction tree: the order depends only on n.
 template <typename T>
 inline float Dot(const float* a, const T* b, int32_t n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int32_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * KvValue(b[i + k]);
+    for (int k = 0; k < 8; ++k) acc[k] = std::fma(a[i + k], KvValue(b[i + k]), acc[k]);
   }
   float tail = 0.0f;
-  for (; i < n; ++i) tail += a[i] * KvValue(b[i]);
+  for (; i < n; ++i) tail = std::fma(a[i], KvValue(b[i]), tail);
   return Reduce8(acc) + tail;
 }
 
@@ -93,7 +92,7 @@ void MixImpl(const MixArgs& a) {
         const int32_t h = a.heads[j];
         const float wp = a.probs[int64_t{a.score_head[h]} * a.len + start + i];
         float* o = a.out + int64_t{h} * a.head_dim;
-        for (int32_t d = 0; d < a.head_dim; ++d) o[d] += wp * KvValue(vp[d]);
+        for (int32_t d = 0; d < a.head_dim; ++d) o[d] = std::fma(wp, KvValue(vp[d]), o[d]);
       }
     }
   }
@@ -311,7 +310,7 @@ namespace {
 
 // Positions per context part (rounded down to whole KV blocks, at least
 // one). Long contexts get several parts per K slot for the threads to
-// share (batch-1 attention at context 4096 1.5x faster); shorter ones stay
+// share (batch-1 attention at context 4096 ~1.5x faster); shorter ones stay
 // whole, because a split only adds merge work and shorter kernel calls
 // where (part, slot) items are already plenty: with 128, batch 32 at
 // context 144 ran ~8% slower (docs/PERFORMANCE.md, session 11).
