@@ -23,7 +23,10 @@
 //    (tail = fma over the rest, in order), then * scale;
 //  - mix: o[d] = 0, then o[d] = fma(w_p, v_p[d], o[d]) for p in order, then
 //    o[d] * inv;
-// so their results are bit-identical (tested). The AVX2 ones only overlap
+// so their results are bit-identical (tested). On a CPU without FMA,
+// std::fma is a software routine and the portable kernels run several times
+// slower; only such CPUs (which lack the AVX2 path anyway) and head sizes
+// that are not a multiple of 8 take them. The AVX2 ones only overlap
 // independent positions (Score) and keep o in registers (Mix), which the
 // portable loop's store-to-load chain through o and its single add chain
 // per dot product prevent.
