@@ -182,6 +182,22 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
     }
   }
 
+  // Attends `step` (already stored) in `be`: dense attention, and each token
+  // alone, single-threaded, gives the same bits.
+  void MatchesDenseAndEachTokenAlone(Backend& be, const Batch& step) {
+    const std::vector<float> out = Attend(be, step);
+    ExpectMatchesNaive(step, out);
+    std::unique_ptr<Backend> be1 = F32Backend(1);
+    for (int32_t t = 0; t < step.size(); ++t) {
+      Batch one;
+      one.Add(step.seq[t], step.pos[t], step.pos[t] + 1);
+      const std::vector<float> alone = Attend(*be1, one);
+      ASSERT_EQ(0, std::memcmp(alone.data(), &out[static_cast<size_t>(t) * n_q_ * kHeadDim],
+                               alone.size() * sizeof(float)))
+          << "token " << t;
+    }
+  }
+
   // Step 2 of both tests: decode tokens of sequences 0 and 1 mixed with a
   // prefill chunk of sequence 2 that crosses block boundaries, in scrambled
   // order; then each token alone, single-threaded, must give the same bits.
@@ -192,17 +208,7 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
     step2.Add(2, 9, 13);
     step2.Add(0, 10, 11);
     Store(be, step2);
-    const std::vector<float> out2 = Attend(be, step2);
-    ExpectMatchesNaive(step2, out2);
-    std::unique_ptr<Backend> be1 = F32Backend(1);
-    for (int32_t t = 0; t < step2.size(); ++t) {
-      Batch one;
-      one.Add(step2.seq[t], step2.pos[t], step2.pos[t] + 1);
-      const std::vector<float> alone = Attend(*be1, one);
-      ASSERT_EQ(0, std::memcmp(alone.data(), &out2[static_cast<size_t>(t) * n_q_ * kHeadDim],
-                               alone.size() * sizeof(float)))
-          << "token " << t;
-    }
+    MatchesDenseAndEachTokenAlone(be, step2);
   }
 
   // Sequence 3 prefilled from one part to three (contexts of 256 and 512
@@ -219,17 +225,7 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
     step2.Add(3, 540, 600);
     step2.Add(1, 17, 18);
     Store(be, step2);
-    const std::vector<float> out2 = Attend(be, step2);
-    ExpectMatchesNaive(step2, out2);
-    std::unique_ptr<Backend> be1 = F32Backend(1);
-    for (int32_t t = 0; t < step2.size(); ++t) {
-      Batch one;
-      one.Add(step2.seq[t], step2.pos[t], step2.pos[t] + 1);
-      const std::vector<float> alone = Attend(*be1, one);
-      ASSERT_EQ(0, std::memcmp(alone.data(), &out2[static_cast<size_t>(t) * n_q_ * kHeadDim],
-                               alone.size() * sizeof(float)))
-          << "token " << t;
-    }
+    MatchesDenseAndEachTokenAlone(be, step2);
   }
 
   int n_q_ = 0, n_kv_ = 0;

@@ -477,13 +477,12 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
   const int32_t n_kv = kv.n_kv_heads;
   const int32_t hd = kv.head_dim;
   // Each token's context [0, pos] is cut into ceil((pos + 1) / part_len)
-  // parts of whole KV blocks (RunItem) by its position alone, whatever else
-  // is in the batch, so a token's bits never depend on the batch. Work
-  // items are (part, K slot) pairs (RunItem); a
-  // token with one part is finished by its items, and the item that
-  // finishes the last part of a longer context merges its parts
-  // (MergeParts; the merge's order is fixed, so which thread runs it does
-  // not matter).
+  // parts of whole KV blocks by its position alone, whatever else is in the
+  // batch, so a token's bits never depend on the batch. Work items are
+  // (part, K slot) pairs (RunItem). A token with one part is finished by
+  // its items; the item that finishes the last part of a longer context
+  // merges its parts (MergeParts; the merge's order is fixed, so which
+  // thread runs it does not matter).
   const int32_t part_len = kv.block_size * std::max(1, kPartPositions / kv.block_size);
   static thread_local std::vector<int64_t> first_part;
   static thread_local std::vector<int32_t> part_token;
