@@ -78,6 +78,21 @@ int64_t DecodeWeightBytes(const ModelWeights& m) {
   return total;
 }
 
+// The process's anonymous memory in transparent huge pages
+// (/proc/self/smaps_rollup), or -1 where the file cannot be read.
+int64_t AnonHugePageBytes() {
+  std::FILE* f = std::fopen("/proc/self/smaps_rollup", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  int64_t kb = -1;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    long long v = 0;
+    if (std::sscanf(line, "AnonHugePages: %lld kB", &v) == 1) kb = v;
+  }
+  std::fclose(f);
+  return kb < 0 ? -1 : kb * 1024;
+}
+
 struct Bench {
   const ModelWeights* weights;
   kernels::Backend* backend;
@@ -226,15 +241,20 @@ int Main(int argc, char** argv) {
     return best;
   };
   (void)b.Decode(1, 16, 4);  // warm caches and page in the weights
+  const int64_t huge_bytes = AnonHugePageBytes();
   const double prefill_s = prefill ? best_of(3, [&] { return b.Prefill(512); }) : 0.0;
-  nlohmann::json out = {{"model", model_path},
-                        {"threads", n_threads},
-                        {"activations", mode_name},
-                        {"kv_cache_dtype", kernels::Name(kv_dtype)},
-                        {"bandwidth_gbps", bandwidth / 1e9},
-                        {"bandwidth_512mib_gbps", bandwidth_512mib / 1e9},
-                        {"decode_weight_bytes", weight_bytes},
-                        {"prefill_512_tokens_per_s", prefill ? 512 / prefill_s : 0.0}};
+  nlohmann::json out = {
+      {"model", model_path},
+      {"threads", n_threads},
+      {"activations", mode_name},
+      {"kv_cache_dtype", kernels::Name(kv_dtype)},
+      {"bandwidth_gbps", bandwidth / 1e9},
+      {"bandwidth_512mib_gbps", bandwidth_512mib / 1e9},
+      {"decode_weight_bytes", weight_bytes},
+      // Where the weights' huge-page slabs were granted
+      // (kernels/cpu/weight_arena.h); null if unknown.
+      {"anon_huge_pages_mb", huge_bytes >= 0 ? nlohmann::json(huge_bytes / 1e6) : nlohmann::json()},
+      {"prefill_512_tokens_per_s", prefill ? 512 / prefill_s : 0.0}};
   const int64_t steps = 32;
   double tps1 = 0;
   for (int32_t batch : batches) {
@@ -279,6 +299,10 @@ int Main(int argc, char** argv) {
   std::printf("memory read bandwidth      %8.2f GB/s over the weights' size (%.2f over 512 MiB)\n",
               bandwidth / 1e9, bandwidth_512mib / 1e9);
   std::printf("decode weight bytes/token  %8.2f MB\n", weight_bytes / 1e6);
+  if (huge_bytes >= 0) {
+    std::printf("anonymous huge pages       %8.2f MB (weights in huge pages where granted)\n",
+                huge_bytes / 1e6);
+  }
   if (prefill) std::printf("prefill (512 tokens)       %8.1f tokens/s\n", 512 / prefill_s);
   for (int32_t batch : batches) {
     const std::string k = std::to_string(batch);

@@ -11,6 +11,7 @@
 #include "kernels/cpu/interleave.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/cpu/weight_arena.h"
 
 namespace chai::kernels {
 namespace {
@@ -89,10 +90,12 @@ class CpuBackend final : public Backend {
                                                      host.cols, " columns (not whole blocks)"));
     }
     // The int16 kernels read 8 interleaved rows at a time (interleave.h):
-    // a copy in that layout, made once here. Everything else is read in place.
+    // a copy in that layout, made once here in the huge-page arena
+    // (weight_arena.h). Everything else is read in place.
     if (use == WeightUse::kMatMul && matmul_.activation_mode() == cpu::ActivationMode::kInt16 &&
         cpu::Interleavable(host.dtype) && host.rows >= cpu::kInterleave) {
-      absl::StatusOr<std::unique_ptr<Buffer>> copy = Allocate(row_bytes * host.rows);
+      absl::StatusOr<std::unique_ptr<Buffer>> copy =
+          weight_arena_.Allocate(static_cast<size_t>(row_bytes * host.rows));
       if (!copy.ok()) return copy.status();
       // Groups are independent: split them over the pool (the last unit
       // takes the row-major tail rows).
@@ -194,6 +197,7 @@ class CpuBackend final : public Backend {
 
  private:
   DType kv_dtype_;
+  cpu::WeightArena weight_arena_;  // the interleaved weight copies
   cpu::ThreadPool pool_;
   cpu::MatMul matmul_;
 };

@@ -14,7 +14,9 @@ namespace chai::kernels::cpu {
 
 // Best bytes/s over `passes` streaming reads of a `bytes`-sized buffer split
 // across the pool's threads, each pass once without and once with software
-// prefetching at two distances. For a decode roofline pass the bytes one
+// prefetching at two distances, over a buffer of huge pages where the system
+// grants them (weight_arena.h: where the CPU backend keeps its weights) and
+// one of 4 KiB pages. For a decode roofline pass the bytes one
 // token reads (the model's weights): a buffer of that size is served from
 // the same level of the hierarchy as the weights are. On a machine whose
 // last-level cache holds the model (the 480 MiB L3 of session 9's Xeon VM)
