@@ -15,6 +15,7 @@
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/cpu/half_row.h"
 #include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/rms_norm.h"
 #include "kernels/cpu/swiglu.h"
 
 namespace chai::kernels::cpu {
@@ -110,10 +111,16 @@ void EmbedRows(const WeightView& table, const int32_t* ids, int32_t n, float* ou
   }
 }
 
-void RmsNormRows(const float* x, const float* w, int32_t n, int32_t dim, float eps, float* out) {
+void RmsNormRows(const float* x, const float* w, int32_t n, int32_t dim, float eps, float* out,
+                 bool allow_avx2) {
+  const bool avx2 = allow_avx2 && internal::CpuHasAvx2Fma();
   for (int32_t i = 0; i < n; ++i) {
     const float* xi = x + int64_t{i} * dim;
     float* oi = out + int64_t{i} * dim;
+    if (avx2) {
+      internal::RmsNormRowAvx2(xi, w, dim, eps, oi);
+      continue;
+    }
     const float mean = Dot(xi, xi, dim) / static_cast<float>(dim);
     const float scale = 1.0f / std::sqrt(mean + eps);
     for (int32_t j = 0; j < dim; ++j) oi[j] = (xi[j] * scale) * w[j];

@@ -21,8 +21,10 @@ namespace chai::kernels::cpu {
 // out: [n, table.cols].
 void EmbedRows(const WeightView& table, const int32_t* ids, int32_t n, float* out);
 
-// x, out: [n, dim]; w: [dim]. out may alias x.
-void RmsNormRows(const float* x, const float* w, int32_t n, int32_t dim, float eps, float* out);
+// x, out: [n, dim]; w: [dim]. out may alias x. allow_avx2 = false forces the
+// portable form (tests: the AVX2 one must give the same bits).
+void RmsNormRows(const float* x, const float* w, int32_t n, int32_t dim, float eps, float* out,
+                 bool allow_avx2 = true);
 
 // x: [n, heads, head_dim] rotated in place; pos: [n].
 void RopeRows(float* x, const int32_t* pos, int32_t n, int32_t heads, const RopeParams& rope);

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/test_util.h"
 
 namespace chai::kernels {
@@ -282,6 +283,22 @@ TEST(CpuOpsTest, SwiGluAvx2IsBitIdenticalToPortable) {
     cpu::SwiGluValues(g.data(), u.data(), n, a.data(), /*allow_avx2=*/false);
     cpu::SwiGluValues(g.data(), u.data(), n, v.data(), /*allow_avx2=*/true);
     ASSERT_EQ(0, std::memcmp(a.data(), v.data(), n * sizeof(float))) << "n " << n;
+  }
+}
+
+TEST(CpuOpsTest, RmsNormAvx2IsBitIdenticalToPortable) {
+  if (!cpu::internal::CpuHasAvx2Fma()) GTEST_SKIP() << "no AVX2/FMA";
+  std::mt19937 rng(16);
+  for (int32_t dim : {1, 7, 8, 13, 576, 1539}) {
+    const int32_t n = 3;
+    std::vector<float> x = RandomFloats(int64_t{n} * dim, rng, 3.0f), w = RandomFloats(dim, rng);
+    std::vector<float> a(x.size()), v(x.size());
+    cpu::RmsNormRows(x.data(), w.data(), n, dim, 1e-5f, a.data(), /*allow_avx2=*/false);
+    cpu::RmsNormRows(x.data(), w.data(), n, dim, 1e-5f, v.data(), /*allow_avx2=*/true);
+    ASSERT_EQ(0, std::memcmp(a.data(), v.data(), a.size() * sizeof(float))) << "dim " << dim;
+    // In place (out aliases x) gives the same bits too.
+    cpu::RmsNormRows(x.data(), w.data(), n, dim, 1e-5f, x.data(), /*allow_avx2=*/true);
+    ASSERT_EQ(0, std::memcmp(a.data(), x.data(), a.size() * sizeof(float))) << "dim " << dim;
   }
 }
 
