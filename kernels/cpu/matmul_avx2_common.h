@@ -22,10 +22,15 @@ namespace chai::kernels::cpu::internal {
 // batch 1 every weight is read once per token while the core is busy with
 // the arithmetic, and the hardware prefetchers alone keep too few reads in
 // flight. BM_DecodeWeights/1/3 (the model's weights, batch 1) on the Intel
-// Xeon VM of session 9: 1 KB 234-243 tokens/s, 4 KB 299-305, 8 KB 318-324,
-// 16 KB 279-297; batches 8 and 32 unchanged. On the Zen 3 VM 1, 2 and 4 KB
-// measured the same (docs/PERFORMANCE.md).
-inline constexpr int kWeightPrefetchBytes = 8192;
+// Xeon VM of session 9, one allocation per matrix, 4 KiB pages: 1 KB
+// 234-243 tokens/s, 4 KB 299-305, 8 KB 318-324, 16 KB 279-297. Since the
+// weights sit back to back in huge-page slabs (weight_arena.h), the engine's
+// batch 1 on the same kind of VM (session 12, three rounds): 8 KB 415-432,
+// 12 KB 451-464, 16 KB 432-468, 24 KB 403-462 tokens/s; with the slabs held
+// to 4 KiB pages 12 KB still beat 8 KB (395-411 against 372-387). Batch 32
+// unchanged. On the Zen 3 VM 1, 2 and 4 KB measured the same
+// (docs/PERFORMANCE.md).
+inline constexpr int kWeightPrefetchBytes = 12288;
 
 // Horizontal sum with the same reduction tree as the scalar Reduce8:
 // ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
