@@ -42,6 +42,7 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/test_util.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/cpu/weight_arena.h"
 
 namespace chai::kernels::cpu {
 namespace {
@@ -218,24 +219,32 @@ void BM_DecodeWeights(benchmark::State& state) {
     }
   }
   shapes.push_back({DType::kQ8_0, kVocab, kDim});
-  static std::unique_ptr<AlignedBytes> models[2];  // row-major, interleaved
+  // Back to back in one huge-page slab, in forward order, as CpuBackend
+  // places its prepared weights (weight_arena.h).
+  static std::unique_ptr<Buffer> models[2];  // row-major, interleaved
   static std::vector<WeightView> layouts[2];
-  std::unique_ptr<AlignedBytes>& model = models[interleave];
+  std::unique_ptr<Buffer>& model = models[interleave];
   std::vector<WeightView>& views = layouts[interleave];
   if (!model) {
     size_t total = 0;
     for (const Shape& s : shapes) total += RowBytes(s.t, s.cols) * s.rows;
-    model = std::make_unique<AlignedBytes>(total);
+    WeightArena arena(total);
+    absl::StatusOr<std::unique_ptr<Buffer>> slab = arena.Allocate(total);
+    if (!slab.ok()) {
+      state.SkipWithError("cannot allocate the model's weights");
+      return;
+    }
+    model = *std::move(slab);
     std::mt19937 rng(9);
     size_t off = 0;
     for (const Shape& s : shapes) {
       const std::vector<uint8_t> w = testing::RandomWeightBytes(s.t, s.rows, s.cols, rng);
       if (interleave) {
-        InterleaveRows(s.t, s.rows, s.cols, w.data(), model->data + off);
+        InterleaveRows(s.t, s.rows, s.cols, w.data(), static_cast<uint8_t*>(model->data()) + off);
       } else {
-        std::memcpy(model->data + off, w.data(), w.size());
+        std::memcpy(static_cast<uint8_t*>(model->data()) + off, w.data(), w.size());
       }
-      views.push_back({s.t, s.rows, s.cols, model->data + off,
+      views.push_back({s.t, s.rows, s.cols, static_cast<uint8_t*>(model->data()) + off,
                        interleave ? WeightLayout::kInterleaved8 : WeightLayout::kRowMajor});
       off += w.size();
     }
@@ -244,13 +253,13 @@ void BM_DecodeWeights(benchmark::State& state) {
   const std::vector<float> x = testing::RandomFloats(m * kFfn, rng);
   std::vector<float> y(m * kVocab);
   MatMul mm(&Pool(), MatMulImpl::kAuto, mode);
-  ReadBandwidth(model->size);
+  ReadBandwidth(model->size());
   for (auto _ : state) {
     for (const WeightView& v : views) mm.Run(v, x.data(), m, y.data());
     benchmark::ClobberMemory();
   }
-  SetCounters(state, static_cast<double>(model->size), model->size, m);
-  state.counters["model_mb"] = static_cast<double>(model->size) / 1e6;
+  SetCounters(state, static_cast<double>(model->size()), model->size(), m);
+  state.counters["model_mb"] = static_cast<double>(model->size()) / 1e6;
   state.SetLabel(ModeLabel(state.range(1)));
 }
 // Modes interleaved per batch size, so a change in machine load during the
