@@ -18,6 +18,15 @@ namespace {
 
 constexpr size_t kAlignment = 64;  // a cache line; also enough for any SIMD load
 
+// Under AddressSanitizer the interleaved weights come from operator new, so
+// that a kernel reading past one hits a redzone; the weight arena's slabs
+// (weight_arena.h) have none between their pieces.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kWeightsInArena = false;
+#else
+constexpr bool kWeightsInArena = true;
+#endif
+
 class HostBuffer final : public Buffer {
  public:
   HostBuffer(void* data, size_t size) : data_(data), size_(size) {}
@@ -94,8 +103,9 @@ class CpuBackend final : public Backend {
     // (weight_arena.h). Everything else is read in place.
     if (use == WeightUse::kMatMul && matmul_.activation_mode() == cpu::ActivationMode::kInt16 &&
         cpu::Interleavable(host.dtype) && host.rows >= cpu::kInterleave) {
+      const size_t bytes = static_cast<size_t>(row_bytes * host.rows);
       absl::StatusOr<std::unique_ptr<Buffer>> copy =
-          weight_arena_.Allocate(static_cast<size_t>(row_bytes * host.rows));
+          kWeightsInArena ? weight_arena_.Allocate(bytes) : Allocate(bytes);
       if (!copy.ok()) return copy.status();
       // Groups are independent: split them over the pool (the last unit
       // takes the row-major tail rows).

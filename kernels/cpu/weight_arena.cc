@@ -12,8 +12,8 @@ namespace {
 
 size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
-// `bytes` (a multiple of kHugePage) of fresh anonymous memory at a kHugePage
-// boundary, or nullptr. mmap rather than aligned_alloc: an impossible size
+// `bytes` (a multiple of 4 KiB) of fresh anonymous memory at a kHugePage
+// boundary, madvised MADV_HUGEPAGE, or nullptr. mmap rather than aligned_alloc: an impossible size
 // is then ENOMEM, not a sanitizer's allocation-size abort.
 void* MapAligned(size_t bytes) {
   const size_t span = bytes + WeightArena::kHugePage;
@@ -26,7 +26,16 @@ void* MapAligned(size_t bytes) {
   if (aligned > base) munmap(m, aligned - base);
   const size_t tail = base + span - (aligned + bytes);
   if (tail > 0) munmap(reinterpret_cast<void*>(aligned + bytes), tail);
+  // A hint: where THP is off (or the call is unsupported) the memory simply
+  // keeps 4 KiB pages. Asked before any page is touched, so the first touch
+  // of each whole 2 MiB of the mapping faults in a huge page; a last partial
+  // 2 MiB keeps 4 KiB pages, so nothing is mapped beyond `bytes`.
+  (void)madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
   return reinterpret_cast<void*>(aligned);
+}
+
+absl::Status CannotAllocate(size_t bytes) {
+  return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot allocate ", bytes, " bytes"));
 }
 
 }  // namespace
@@ -62,32 +71,30 @@ WeightArena::~WeightArena() = default;
 
 absl::StatusOr<std::unique_ptr<Buffer>> WeightArena::Allocate(size_t bytes) {
   const size_t need = RoundUp(bytes == 0 ? 1 : bytes, kAlignment);
-  if (need < bytes) {  // wrapped
-    return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot allocate ", bytes, " bytes"));
-  }
+  if (need < bytes) return CannotAllocate(bytes);  // wrapped
   std::lock_guard<std::mutex> lock(mu_);
-  const bool own_slab = need > slab_bytes_ / 2;
-  if (own_slab || current_ == nullptr || current_->bytes - used_ < need) {
-    const size_t slab_bytes = own_slab ? RoundUp(need, kHugePage) : slab_bytes_;
-    void* p = slab_bytes < need ? nullptr : MapAligned(slab_bytes);
-    if (p == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot allocate ", bytes, " bytes"));
-    }
-    // A hint: where THP is off (or the call is unsupported) the slab simply
-    // keeps 4 KiB pages. Asked before any page is touched, so the first
-    // touch of each 2 MiB faults in a huge page.
-    (void)madvise(p, slab_bytes, MADV_HUGEPAGE);
+  if (need > slab_bytes_ / 2) {
+    absl::StatusOr<std::unique_ptr<Buffer>> own = AllocateHugePageBuffer(bytes);
+    if (own.ok()) ++slabs_;
+    return own;
+  }
+  if (current_ == nullptr || current_->bytes - used_ < need) {
+    void* p = MapAligned(slab_bytes_);
+    if (p == nullptr) return CannotAllocate(bytes);
     ++slabs_;
-    auto slab = std::make_shared<Slab>(p, slab_bytes);
-    if (own_slab) {
-      return std::make_unique<SlabBuffer>(std::move(slab), p, bytes);
-    }
-    current_ = std::move(slab);
+    current_ = std::make_shared<Slab>(p, slab_bytes_);
     used_ = 0;
   }
   void* p = current_->data + used_;
   used_ += need;
   return std::make_unique<SlabBuffer>(current_, p, bytes);
+}
+
+absl::StatusOr<std::unique_ptr<Buffer>> AllocateHugePageBuffer(size_t bytes) {
+  const size_t map = RoundUp(bytes == 0 ? 1 : bytes, 4096);
+  void* p = map < bytes ? nullptr : MapAligned(map);
+  if (p == nullptr) return CannotAllocate(bytes);
+  return std::make_unique<SlabBuffer>(std::make_shared<WeightArena::Slab>(p, map), p, bytes);
 }
 
 int WeightArena::slabs_allocated() const {

@@ -36,7 +36,8 @@ class WeightArena {
   static constexpr size_t kAlignment = 64;  // of every buffer: a cache line
 
   // Slabs hold `slab_bytes` (rounded up to whole huge pages); a buffer larger
-  // than half a slab gets a slab of its own, so no slab wastes more than half.
+  // than half a slab gets a mapping of its own (AllocateHugePageBuffer), so
+  // no slab wastes more than half.
   explicit WeightArena(size_t slab_bytes = size_t{32} << 20);
   ~WeightArena();
 
@@ -47,17 +48,26 @@ class WeightArena {
   // size() is `bytes`), or RESOURCE_EXHAUSTED when the memory cannot be had.
   absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes);
 
-  // Slabs allocated so far (tests).
+  // Slabs allocated so far, including buffers that got their own (tests).
   int slabs_allocated() const;
 
+  struct Slab;  // one mapping; internal to weight_arena.cc
+
  private:
-  struct Slab;
   const size_t slab_bytes_;
   mutable std::mutex mu_;
   std::shared_ptr<Slab> current_;  // the slab cut from next; guarded by mu_
   size_t used_ = 0;                // bytes of current_ handed out; guarded by mu_
   int slabs_ = 0;                  // guarded by mu_
 };
+
+// A buffer of `bytes` bytes in a mapping of its own that starts on a 2 MiB
+// boundary and is madvised MADV_HUGEPAGE: its whole 2 MiB pieces can be huge
+// pages, a last partial one keeps 4 KiB pages (so it maps nothing beyond
+// `bytes` rounded up to 4 KiB). Freed with the buffer. WeightArena uses it
+// for buffers larger than half a slab. RESOURCE_EXHAUSTED when the memory
+// cannot be had.
+absl::StatusOr<std::unique_ptr<Buffer>> AllocateHugePageBuffer(size_t bytes);
 
 }  // namespace chai::kernels::cpu
 

@@ -78,6 +78,19 @@ TEST(WeightArenaTest, BuffersOutliveTheArena) {
   EXPECT_EQ(static_cast<const uint8_t*>(kept->data())[255], 3);
 }
 
+TEST(WeightArenaTest, HugePageBufferIsAlignedUsableAndFreedWithItsOwner) {
+  for (size_t bytes : {size_t{1}, WeightArena::kHugePage, 3 * WeightArena::kHugePage + 100}) {
+    auto b = AllocateHugePageBuffer(bytes);
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ((*b)->size(), bytes);
+    EXPECT_EQ(Addr(*b) % WeightArena::kHugePage, 0u);
+    std::memset((*b)->data(), 5, bytes);
+    EXPECT_EQ(static_cast<const uint8_t*>((*b)->data())[bytes - 1], 5);
+  }
+  EXPECT_EQ(AllocateHugePageBuffer(~size_t{0} - 10).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
 TEST(WeightArenaTest, ImpossibleSizeIsAnErrorNotACrash) {
   WeightArena arena;
   auto b = arena.Allocate(~size_t{0} - 10);
