@@ -219,7 +219,7 @@ void BM_DecodeWeights(benchmark::State& state) {
     }
   }
   shapes.push_back({DType::kQ8_0, kVocab, kDim});
-  // Back to back in one huge-page slab, in forward order, as CpuBackend
+  // Back to back in one huge-page mapping, in forward order, as CpuBackend
   // places its prepared weights (weight_arena.h).
   static std::unique_ptr<Buffer> models[2];  // row-major, interleaved
   static std::vector<WeightView> layouts[2];
@@ -228,13 +228,12 @@ void BM_DecodeWeights(benchmark::State& state) {
   if (!model) {
     size_t total = 0;
     for (const Shape& s : shapes) total += RowBytes(s.t, s.cols) * s.rows;
-    WeightArena arena(total);
-    absl::StatusOr<std::unique_ptr<Buffer>> slab = arena.Allocate(total);
-    if (!slab.ok()) {
+    absl::StatusOr<std::unique_ptr<Buffer>> huge = AllocateHugePageBuffer(total);
+    if (!huge.ok()) {
       state.SkipWithError("cannot allocate the model's weights");
       return;
     }
-    model = *std::move(slab);
+    model = *std::move(huge);
     std::mt19937 rng(9);
     size_t off = 0;
     for (const Shape& s : shapes) {

@@ -92,11 +92,8 @@ double MeasureReadBandwidth(ThreadPool& pool, size_t bytes, int passes) {
   // last-level cache that holds one.
   double best = 0;
   {
-    WeightArena arena(bytes);
-    absl::StatusOr<std::unique_ptr<Buffer>> slab = arena.Allocate(bytes);
-    if (slab.ok()) {
-      best = BestRead(pool, static_cast<uint8_t*>((*slab)->data()), bytes, passes);
-    }
+    absl::StatusOr<std::unique_ptr<Buffer>> huge = AllocateHugePageBuffer(bytes);
+    if (huge.ok()) best = BestRead(pool, static_cast<uint8_t*>((*huge)->data()), bytes, passes);
   }
   auto* plain = static_cast<uint8_t*>(std::aligned_alloc(4096, bytes));
   if (plain != nullptr) best = std::max(best, BestRead(pool, plain, bytes, passes));

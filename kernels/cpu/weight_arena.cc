@@ -13,8 +13,9 @@ namespace {
 size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 // `bytes` (a multiple of 4 KiB) of fresh anonymous memory at a kHugePage
-// boundary, madvised MADV_HUGEPAGE, or nullptr. mmap rather than aligned_alloc: an impossible size
-// is then ENOMEM, not a sanitizer's allocation-size abort.
+// boundary, madvised MADV_HUGEPAGE, or nullptr. mmap rather than
+// aligned_alloc: an impossible size is then ENOMEM, not a sanitizer's
+// allocation-size abort.
 void* MapAligned(size_t bytes) {
   const size_t span = bytes + WeightArena::kHugePage;
   if (span < bytes) return nullptr;
@@ -72,12 +73,15 @@ WeightArena::~WeightArena() = default;
 absl::StatusOr<std::unique_ptr<Buffer>> WeightArena::Allocate(size_t bytes) {
   const size_t need = RoundUp(bytes == 0 ? 1 : bytes, kAlignment);
   if (need < bytes) return CannotAllocate(bytes);  // wrapped
-  std::lock_guard<std::mutex> lock(mu_);
   if (need > slab_bytes_ / 2) {
     absl::StatusOr<std::unique_ptr<Buffer>> own = AllocateHugePageBuffer(bytes);
-    if (own.ok()) ++slabs_;
+    if (own.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++slabs_;
+    }
     return own;
   }
+  std::lock_guard<std::mutex> lock(mu_);
   if (current_ == nullptr || current_->bytes - used_ < need) {
     void* p = MapAligned(slab_bytes_);
     if (p == nullptr) return CannotAllocate(bytes);
