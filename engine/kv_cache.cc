@@ -94,8 +94,25 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(kernels::Backend* backe
   auto alloc = [&](int64_t bytes) -> absl::StatusOr<std::unique_ptr<kernels::Buffer>> {
     return backend->Allocate(static_cast<size_t>(std::max<int64_t>(bytes, sizeof(int32_t))));
   };
+  // Every layer's K and V pools in one buffer: on the CPU backend a buffer
+  // this large sits in huge pages (cpu_backend.cc), and a decode step's
+  // scattered page reads across all layers then stay within the TLB's
+  // reach. Pools start on 256-byte boundaries (any device's alignment).
+  auto width_of = [&](int64_t l) {
+    return options.chai.enabled() ? int64_t{options.chai.k_heads[l]} : int64_t{c.n_kv_};
+  };
+  auto aligned = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
+  int64_t pool_bytes = 0;
   for (int64_t l = 0; l < config.n_layers; ++l) {
-    const int64_t width = options.chai.enabled() ? options.chai.k_heads[l] : c.n_kv_;
+    pool_bytes += aligned(options.num_blocks * width_of(l) * c.page_bytes_) +
+                  aligned(options.num_blocks * c.n_kv_ * c.page_bytes_);
+  }
+  absl::StatusOr<std::unique_ptr<kernels::Buffer>> pools = alloc(pool_bytes);
+  if (!pools.ok()) return pools.status();
+  char* next_pool = static_cast<char*>((*pools)->data());
+  c.buffers_.push_back(*std::move(pools));
+  for (int64_t l = 0; l < config.n_layers; ++l) {
+    const int64_t width = width_of(l);
     kernels::KvLayer kv;
     kv.n_q_heads = c.n_heads_;
     kv.n_kv_heads = c.n_kv_;
@@ -105,14 +122,10 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(kernels::Backend* backe
     kv.num_k_pages = static_cast<int32_t>(options.num_blocks * width);
     const int64_t k_bytes = kv.num_k_pages * c.page_bytes_;
     const int64_t v_bytes = options.num_blocks * c.n_kv_ * c.page_bytes_;
-    absl::StatusOr<std::unique_ptr<kernels::Buffer>> k = alloc(k_bytes);
-    if (!k.ok()) return k.status();
-    absl::StatusOr<std::unique_ptr<kernels::Buffer>> v = alloc(v_bytes);
-    if (!v.ok()) return v.status();
-    kv.k = (*k)->data();
-    kv.v = (*v)->data();
-    c.buffers_.push_back(*std::move(k));
-    c.buffers_.push_back(*std::move(v));
+    kv.k = next_pool;
+    next_pool += aligned(k_bytes);
+    kv.v = next_pool;
+    next_pool += aligned(v_bytes);
     c.k_pool_bytes_ += k_bytes;
     c.v_pool_bytes_ += v_bytes;
 

@@ -84,7 +84,10 @@ struct RopeParams {
 //   v: [num_blocks, block_size, n_kv_heads, head_dim]
 // K is paged per head, so that a CHAI sequence allocates only the key heads
 // its cluster representatives read (DESIGN.md section 4, docs/CHAI.md):
-//   k: [num_k_pages, block_size, head_dim]
+//   k: [num_k_pages, block_size * head_dim], one page per block and slot,
+//      laid out inside as the backend's StoreKv and Attention agree:
+//      [block_size, head_dim] on CUDA, transposed [head_dim, block_size]
+//      on the CPU (kernels/cpu/attention_kernels.h)
 //   k_pages: [max_seqs, place.max_blocks, n_kv_heads] page holding K slot j of
 //            block b of a sequence (slots >= the sequence's width unused)
 //   k_src: [max_seqs, n_kv_heads] KV head whose keys K slot j stores, -1 if

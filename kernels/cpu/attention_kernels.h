@@ -1,6 +1,6 @@
 // Internal to the CPU attention (ops.cc PagedAttention): the two per-item
-// kernels of paged attention and their portable and AVX2 implementations.
-// Not for use outside kernels/cpu/.
+// kernels of paged attention and their portable, AVX2 and AVX-512
+// implementations. Not for use outside kernels/cpu/.
 //
 // Both run over one span of a sequence's positions (PagedAttention splits a
 // context into fixed spans and merges them). Score: for the representative
@@ -10,26 +10,30 @@
 // KV head, out_h = sum_p probs[score_head[h]][p] * v_p, times
 // inv_sum[score_head[h]] when the span is the whole context.
 //
+// The CPU backend keeps each K page transposed, [head_dim, block_size]:
+// element d of the key at position i of the page sits at d * block_size + i.
+// Score then reads, per element d, one contiguous vector of positions and
+// multiply-adds it into every head's vector of scores: no horizontal sums
+// (the [block_size, head_dim] rows cost one reduction per score, a third of
+// the instructions at head_dim 64), and a vector width that is free to grow.
+//
 // K and V elements are float or IEEE fp16 (the CPU backend's KvDtype());
 // fp16 values are widened exactly (F16C's vcvtph2ps, or Fp16ToFp32) before
 // any arithmetic, so an fp16 cache gives the bits a float cache holding the
 // same (fp16-representable) values gives.
 //
-// Both implementations do, per output element, the same float operations in
+// All implementations do, per output element, the same float operations in
 // the same order (the library builds with -ffp-contract=off; products are
 // accumulated with fused multiply-adds, std::fma in the portable kernels):
-//  - dot: eight lane partials acc[k] = fma(q[8i+k], k[8i+k], acc[k]) over
-//    i, then (((acc0+acc4)+(acc2+acc6))+((acc1+acc5)+(acc3+acc7))) + tail
-//    (tail = fma over the rest, in order), then * scale;
+//  - score: s = 0, then s = fma(q[d], k[d], s) for d in order, then
+//    s * scale;
 //  - mix: o[d] = 0, then o[d] = fma(w_p, v_p[d], o[d]) for p in order, then
 //    o[d] * inv;
-// so their results are bit-identical (tested). On a CPU without FMA,
-// std::fma is a software routine and the portable kernels run several times
-// slower; only such CPUs (which lack the AVX2 path anyway) and head sizes
-// that are not a multiple of 8 take them. The AVX2 ones only overlap
-// independent positions (Score) and keep o in registers (Mix), which the
-// portable loop's store-to-load chain through o and its single add chain
-// per dot product prevent.
+// so their results are bit-identical whatever the vector width (tested). On
+// a CPU without FMA, std::fma is a software routine and the portable kernels
+// run several times slower; only such CPUs (which lack the SIMD paths
+// anyway) and shapes the SIMD kernels do not take (Score: block sizes that
+// are not a multiple of 8; Mix: head sizes that are not) take them.
 //
 // Thread-safety: pure functions of their arguments; callers give each call
 // its own output rows.
@@ -46,7 +50,7 @@ struct ScoreArgs {
   const float* q;        // token's queries [n_q_heads, head_dim]
   const int32_t* heads;  // the representatives [n_heads]
   int32_t n_heads;       // 1..kMaxGroup
-  const void* k;         // K pool [pages, block_size, head_dim], float or fp16
+  const void* k;         // K pool [pages, head_dim, block_size] (transposed pages), float or fp16
   bool f16;              // K and V elements are IEEE fp16 (else float)
   const int32_t* pages;  // this sequence's page of this slot for block b: pages[b * page_stride]
   int32_t page_stride;
@@ -85,10 +89,21 @@ void ExpNormalize(const ScoreArgs& a, const float* max_s);
 void ExpNormalizeAvx2(const ScoreArgs& a, const float* max_s);
 void ScaleByInvSum(const MixArgs& a);
 
-// REQUIRES: CpuHasAvx2Fma() and Avx2AttentionSupports(head_dim).
-bool Avx2AttentionSupports(int32_t head_dim);
+// REQUIRES: CpuHasAvx2Fma(), and Avx2ScoreSupports(block_size) (Score) or
+// Avx2MixSupports(head_dim) (Mix).
+bool Avx2ScoreSupports(int32_t block_size);
+bool Avx2MixSupports(int32_t head_dim);
 void ScoreAvx2(const ScoreArgs& a);
 void MixAvx2(const MixArgs& a);
+
+// AVX-512F (with the OS saving the ZMM state) and CpuHasAvx2Fma().
+bool CpuHasAvx512F();
+// REQUIRES: CpuHasAvx512F(), and Avx512ScoreSupports(block_size) (Score) or
+// Avx512MixSupports(head_dim) (Mix).
+bool Avx512ScoreSupports(int32_t block_size);
+bool Avx512MixSupports(int32_t head_dim);
+void ScoreAvx512(const ScoreArgs& a);
+void MixAvx512(const MixArgs& a);
 
 }  // namespace chai::kernels::cpu::internal
 

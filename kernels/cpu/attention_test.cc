@@ -232,6 +232,12 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
   std::vector<float> k_[kSeqs], v_[kSeqs], q_[kSeqs];
   std::vector<int32_t> tables_, k_pages_, k_src_, score_head_, k_slot_;
   std::vector<float> k_cache_, v_cache_;
+
+  // Element d of the key at position p in K page `page`: the CPU backend's
+  // pages are transposed, [head_dim, block_size] (attention_kernels.h).
+  static int64_t KeyAt(int64_t page, int p, int d) {
+    return (page * kHeadDim + d) * kBlockSize + p % kBlockSize;
+  }
   KvLayer kv_;
 };
 
@@ -255,9 +261,10 @@ TEST_P(PagedAttentionTest, RaggedMixedBatchMatchesDenseAttention) {
                           &v_[s][static_cast<size_t>(p) * n_kv_ * kHeadDim], n_kv_ * kHeadDim * 4));
     for (int j = 0; j < n_kv_; ++j) {
       const int64_t page = k_pages_[(s * kMaxBlocks + p / kBlockSize) * n_kv_ + j];
-      ASSERT_EQ(0,
-                std::memcmp(&k_cache_[(page * kBlockSize + p % kBlockSize) * kHeadDim],
-                            &k_[s][(static_cast<size_t>(p) * n_kv_ + j) * kHeadDim], kHeadDim * 4));
+      for (int d = 0; d < kHeadDim; ++d) {
+        ASSERT_EQ(k_cache_[KeyAt(page, p, d)],
+                  k_[s][(static_cast<size_t>(p) * n_kv_ + j) * kHeadDim + d]);
+      }
     }
   }
 
@@ -318,7 +325,7 @@ TEST_P(PagedAttentionTest, Fp16CacheStoresRoundedValuesAndAttendsAsAFloatCacheOf
         const int64_t page = k_pages_[(s * kMaxBlocks + p / kBlockSize) * n_kv_ + j];
         for (int i = 0; i < kHeadDim; ++i) {
           ASSERT_EQ(
-              k16[(page * kBlockSize + p % kBlockSize) * kHeadDim + i],
+              k16[KeyAt(page, p, i)],
               cpu::Fp32ToFp16(k_orig[s][(static_cast<size_t>(p) * n_kv_ + j) * kHeadDim + i]));
         }
       }
@@ -355,12 +362,13 @@ TEST_P(ChaiAttentionTest, MapsPerSequenceMatchDenseAndStoreOnlyKeptKeys) {
   for (int p = 0; p < 5; ++p) {
     for (int j = 0; j < n_kv_; ++j) {
       const int64_t page = k_pages_[(2 * kMaxBlocks + p / kBlockSize) * n_kv_ + j];
-      const float* got = &k_cache_[(page * kBlockSize + p % kBlockSize) * kHeadDim];
-      if (j == 0) {
-        ASSERT_EQ(0, std::memcmp(got, &k_[2][(static_cast<size_t>(p) * n_kv_ + 2) * kHeadDim],
-                                 kHeadDim * 4));
-      } else {
-        ASSERT_TRUE(std::isnan(got[0])) << "K slot " << j << " was written";
+      for (int d = 0; d < kHeadDim; ++d) {
+        const float got = k_cache_[KeyAt(page, p, d)];
+        if (j == 0) {
+          ASSERT_EQ(got, k_[2][(static_cast<size_t>(p) * n_kv_ + 2) * kHeadDim + d]);
+        } else {
+          ASSERT_TRUE(std::isnan(got)) << "K slot " << j << " was written";
+        }
       }
     }
   }

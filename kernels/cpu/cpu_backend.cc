@@ -21,11 +21,23 @@ constexpr size_t kAlignment = 64;  // a cache line; also enough for any SIMD loa
 // Under AddressSanitizer the interleaved weights come from operator new, so
 // that a kernel reading past one hits a redzone; the weight arena's slabs
 // (weight_arena.h) have none between their pieces.
+// The same holds for the huge-page mappings of large buffers below.
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kWeightsInArena = false;
+constexpr bool kLargeBuffersInHugePages = false;
 #else
 constexpr bool kWeightsInArena = true;
+constexpr bool kLargeBuffersInHugePages = true;
 #endif
+
+// Buffers from this size up get a huge-page mapping of their own
+// (AllocateHugePageBuffer). The one that matters is the KV cache (one
+// buffer for all layers, engine/kv_cache.cc): a decode step reads scattered
+// 2 KB K pages and 6 KB V blocks of every sequence in every layer, far more
+// than the TLB covers in 4 KiB pages. kernels_bench BM_PagedAttention at
+// batch 32 (30 layers, 106 MB): 194 -> 126 us per layer (docs/PERFORMANCE.md,
+// session 13).
+constexpr size_t kHugePageBufferBytes = size_t{2} << 20;
 
 class HostBuffer final : public Buffer {
  public:
@@ -54,6 +66,9 @@ class CpuBackend final : public Backend {
   std::string_view name() const override { return "cpu"; }
 
   absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) override {
+    if (kLargeBuffersInHugePages && bytes >= kHugePageBufferBytes) {
+      return cpu::AllocateHugePageBuffer(bytes);
+    }
     // Round up so SIMD loops may read whole cache lines at the end.
     const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
     void* p = ::operator new(rounded == 0 ? kAlignment : rounded, std::align_val_t(kAlignment),

@@ -49,10 +49,10 @@ using internal::MixArgs;
 using internal::ScoreArgs;
 
 // Walks the sequence's K pages a block at a time (no division per
-// position); each page is block_size contiguous rows, read once for all
-// heads in the call. Each head's arithmetic is the same sequence of
-// operations whatever n_heads is, and contraction is off for this library,
-// so any grouping gives the same bits.
+// position). A page is transposed (attention_kernels.h): the key at page
+// position i is the column i, elements block_size apart. Each head's
+// arithmetic is the same sequence of operations whatever n_heads is, and
+// contraction is off for this library, so any grouping gives the same bits.
 template <typename T>
 void ScoreImpl(const ScoreArgs& a) {
   float max_s[kMaxGroup];
@@ -62,10 +62,15 @@ void ScoreImpl(const ScoreArgs& a) {
     const T* kp =
         static_cast<const T*>(a.k) +
         int64_t{a.pages[(start / a.block_size) * a.page_stride]} * a.block_size * a.head_dim;
-    for (int32_t i = 0; i < n; ++i, kp += a.head_dim) {
+    for (int32_t i = 0; i < n; ++i) {
       for (int32_t j = 0; j < a.n_heads; ++j) {
         const int32_t h = a.heads[j];
-        const float s = Dot(a.q + int64_t{h} * a.head_dim, kp, a.head_dim) * a.scale;
+        const float* q = a.q + int64_t{h} * a.head_dim;
+        float s = 0.0f;
+        for (int32_t d = 0; d < a.head_dim; ++d) {
+          s = std::fma(q[d], KvValue(kp[int64_t{d} * a.block_size + i]), s);
+        }
+        s *= a.scale;
         a.probs[int64_t{h} * a.len + start + i] = s;
         max_s[j] = std::max(max_s[j], s);
       }
@@ -234,6 +239,8 @@ void StoreKvRowsOf(const float* k, const float* v, const TokenPlacement& place, 
   const int64_t v_row = int64_t{hd} * kv.n_kv_heads;
   T* kc = static_cast<T*>(kv.k);
   T* vc = static_cast<T*>(kv.v);
+  thread_local std::vector<T> key;
+  key.resize(hd);
   for (int32_t t = 0; t < place.n_tokens; ++t) {
     const int32_t seq = place.seq[t];
     const int32_t p = place.pos[t];
@@ -245,8 +252,10 @@ void StoreKvRowsOf(const float* k, const float* v, const TokenPlacement& place, 
     const int32_t* src = kv.k_src + int64_t{seq} * kv.n_kv_heads;
     const int32_t* pages = kv.k_pages + (int64_t{seq} * place.max_blocks + b) * kv.n_kv_heads;
     for (int32_t j = 0; j < kv.n_kv_heads && src[j] >= 0; ++j) {
-      StoreValues(k + (int64_t{t} * kv.n_kv_heads + src[j]) * hd, hd,
-                  kc + (int64_t{pages[j]} * kv.block_size + i) * hd);
+      // Converted as a row, then scattered down the page's column i.
+      StoreValues(k + (int64_t{t} * kv.n_kv_heads + src[j]) * hd, hd, key.data());
+      T* col = kc + int64_t{pages[j]} * kv.block_size * hd + i;
+      for (int32_t d = 0; d < hd; ++d) col[int64_t{d} * kv.block_size] = key[d];
     }
   }
 }
@@ -334,7 +343,8 @@ struct AttentionCall {
   const float* q;  // [n_tokens, n_q_heads, hd]
   int32_t n_q_heads, n_kv, group, hd, bs, part_len;
   float scale;
-  bool f16, avx2;
+  bool f16;
+  AttentionIsa score_isa, mix_isa;  // the kernels RunItem calls
   const TokenPlacement* place;
   const KvLayer* kv;
   const int64_t*
@@ -425,10 +435,16 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
                         probs,
                         max_s,
                         sum_s};
-  if (a.avx2) {
-    internal::ScoreAvx2(score);
-  } else {
-    internal::ScoreGeneric(score);
+  switch (a.score_isa) {
+    case AttentionIsa::kAvx512:
+      internal::ScoreAvx512(score);
+      break;
+    case AttentionIsa::kAvx2:
+      internal::ScoreAvx2(score);
+      break;
+    case AttentionIsa::kPortable:
+      internal::ScoreGeneric(score);
+      break;
   }
   if (whole) {
     for (int32_t j = 0; j < n_reps; ++j) inv_s[reps[j]] = 1.0f / sum_s[reps[j]];
@@ -456,10 +472,16 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
                       probs,
                       whole ? inv_s : nullptr,
                       dst};
-    if (a.avx2) {
-      internal::MixAvx2(mix);
-    } else {
-      internal::MixGeneric(mix);
+    switch (a.mix_isa) {
+      case AttentionIsa::kAvx512:
+        internal::MixAvx512(mix);
+        break;
+      case AttentionIsa::kAvx2:
+        internal::MixAvx2(mix);
+        break;
+      case AttentionIsa::kPortable:
+        internal::MixGeneric(mix);
+        break;
     }
     if (!whole) {
       for (int32_t j = 0; j < n; ++j) {
@@ -470,11 +492,36 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
   }
 }
 
+// The widest Score and Mix kernels this CPU, max_isa and the shapes allow.
+AttentionIsa ScoreIsa(AttentionIsa max_isa, int32_t block_size) {
+  if (max_isa >= AttentionIsa::kAvx512 && internal::CpuHasAvx512F() &&
+      internal::Avx512ScoreSupports(block_size)) {
+    return AttentionIsa::kAvx512;
+  }
+  if (max_isa >= AttentionIsa::kAvx2 && internal::CpuHasAvx2Fma() &&
+      internal::Avx2ScoreSupports(block_size)) {
+    return AttentionIsa::kAvx2;
+  }
+  return AttentionIsa::kPortable;
+}
+
+AttentionIsa MixIsa(AttentionIsa max_isa, int32_t head_dim) {
+  if (max_isa >= AttentionIsa::kAvx512 && internal::CpuHasAvx512F() &&
+      internal::Avx512MixSupports(head_dim)) {
+    return AttentionIsa::kAvx512;
+  }
+  if (max_isa >= AttentionIsa::kAvx2 && internal::CpuHasAvx2Fma() &&
+      internal::Avx2MixSupports(head_dim)) {
+    return AttentionIsa::kAvx2;
+  }
+  return AttentionIsa::kPortable;
+}
+
 }  // namespace
 
 void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
                     const KvLayer& kv, DType kv_dtype, float* out, ThreadPool* pool,
-                    bool allow_avx2) {
+                    AttentionIsa max_isa) {
   if (kv.n_kv_heads <= 0 || n_q_heads != kv.n_q_heads || n_q_heads % kv.n_kv_heads != 0 ||
       n_q_heads / kv.n_kv_heads > kMaxGroup ||
       (kv_dtype != DType::kF32 && kv_dtype != DType::kF16)) {
@@ -519,26 +566,26 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
   }
   // The items read the thread_locals through `call`: on a worker thread
   // the names would be the worker's own (empty) instances.
-  const AttentionCall call{
-      q,
-      n_q_heads,
-      n_kv,
-      n_q_heads / n_kv,
-      hd,
-      kv.block_size,
-      part_len,
-      1.0f / std::sqrt(static_cast<float>(hd)),
-      kv_dtype == DType::kF16,
-      allow_avx2 && internal::CpuHasAvx2Fma() && internal::Avx2AttentionSupports(hd),
-      &place,
-      &kv,
-      first_part.data(),
-      part_token.data(),
-      part_out.data(),
-      part_max.data(),
-      part_sum.data(),
-      pending.get(),
-      out};
+  const AttentionCall call{q,
+                           n_q_heads,
+                           n_kv,
+                           n_q_heads / n_kv,
+                           hd,
+                           kv.block_size,
+                           part_len,
+                           1.0f / std::sqrt(static_cast<float>(hd)),
+                           kv_dtype == DType::kF16,
+                           ScoreIsa(max_isa, kv.block_size),
+                           MixIsa(max_isa, hd),
+                           &place,
+                           &kv,
+                           first_part.data(),
+                           part_token.data(),
+                           part_out.data(),
+                           part_max.data(),
+                           part_sum.data(),
+                           pending.get(),
+                           out};
   pool->ParallelFor(n_parts * n_kv, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scratch;  // this thread's own
     scratch.resize(std::max(scratch.size(), static_cast<size_t>(n_q_heads) * (part_len + 3)));

@@ -39,8 +39,12 @@ void AddValues(float* x, const float* y, int64_t n);
 // dst[i, :] = src[rows[i], :]. dst: [n, dim].
 void GatherRowsOf(const float* src, const int32_t* rows, int32_t n, int32_t dim, float* dst);
 
-// k, v: [n_tokens, kv.n_kv_heads, head_dim]; K slots per kv.k_src. The
-// cache holds `kv_dtype` elements (kF32 or kF16; fp16 rounds to nearest
+// The instruction sets of the paged-attention kernels, in order.
+enum class AttentionIsa { kPortable, kAvx2, kAvx512 };
+
+// k, v: [n_tokens, kv.n_kv_heads, head_dim]; K slots per kv.k_src, each K
+// page transposed, [head_dim, block_size] (kernels/cpu/attention_kernels.h).
+// The cache holds `kv_dtype` elements (kF32 or kF16; fp16 rounds to nearest
 // even, Fp32ToFp16).
 void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, KvLayer& kv,
                  DType kv_dtype);
@@ -51,12 +55,12 @@ void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, Kv
 // position, query and cache, never on the batch or the threads.
 // REQUIRES: n_q_heads == kv.n_q_heads, a multiple of kv.n_kv_heads, at most
 // 64 query heads per KV head; valid maps.
-// allow_avx2 = false forces the portable kernels (tests: the AVX2 ones must
-// give the same bits).
+// max_isa caps the kernels' instruction set (tests: every level must give
+// the same bits); the widest this CPU and the shapes allow is taken up to it.
 // kv_dtype: the cache's element type, kF32 or kF16.
 void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
                     const KvLayer& kv, DType kv_dtype, float* out, ThreadPool* pool,
-                    bool allow_avx2 = true);
+                    AttentionIsa max_isa = AttentionIsa::kAvx512);
 
 }  // namespace chai::kernels::cpu
 

@@ -177,8 +177,20 @@ class CudaAttentionTest : public CudaVsCpuTest {
   void ExpectPoolsEqual(const Layout& L, OnBackend& g, OnBackend& c) {
     const size_t k_floats = size_t(L.num_k_pages) * L.d.block_size * L.d.head_dim;
     const size_t v_floats = size_t(L.num_blocks) * L.d.block_size * L.d.n_kv * L.d.head_dim;
-    // StoreKv only copies floats: the pools must be identical.
-    EXPECT_EQ(Get<float>(*gpu_, *g.k, k_floats), Get<float>(*cpu_, *c.k, k_floats));
+    // StoreKv only copies floats: the pools must hold the same values. The
+    // CPU backend keeps each K page transposed, [head_dim, block_size]
+    // (kernels/cpu/attention_kernels.h); the CUDA one [block_size, head_dim].
+    const std::vector<float> cpu_k = Get<float>(*cpu_, *c.k, k_floats);
+    std::vector<float> cpu_k_rows(k_floats);
+    const int64_t bs = L.d.block_size, hd = L.d.head_dim;
+    for (int64_t page = 0; page < L.num_k_pages; ++page) {
+      for (int64_t i = 0; i < bs; ++i) {
+        for (int64_t d = 0; d < hd; ++d) {
+          cpu_k_rows[(page * bs + i) * hd + d] = cpu_k[(page * hd + d) * bs + i];
+        }
+      }
+    }
+    EXPECT_EQ(Get<float>(*gpu_, *g.k, k_floats), cpu_k_rows);
     EXPECT_EQ(Get<float>(*gpu_, *g.v, v_floats), Get<float>(*cpu_, *c.v, v_floats));
   }
 

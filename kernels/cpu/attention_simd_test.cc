@@ -1,9 +1,11 @@
-// The AVX2 attention kernels against the portable ones: same bits for every
-// head size the AVX2 path takes (multiples of 8, including sizes that split
-// into several 64-element spans and a remainder), for block sizes that do
-// and do not divide its 64-position spans, for sequences long enough to
-// cross many spans, and for per-sequence CHAI maps (attention_kernels.h
-// states the operation order both follow).
+// The AVX2 and AVX-512 attention kernels against the portable ones: same
+// bits for every head size the SIMD paths take (multiples of 8 or 16,
+// including sizes that split into several 64-element spans and a
+// remainder), for block sizes that the AVX-512 Score takes (multiples of
+// 16), that only the AVX2 one takes (multiples of 8) and that neither does,
+// that do and do not divide Mix's 64-position spans, for sequences long
+// enough to cross many spans, and for per-sequence CHAI maps
+// (attention_kernels.h states the operation order all follow).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,6 +15,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/attention_kernels.h"
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/ops.h"
@@ -26,9 +29,9 @@ struct Case {
   int n_q, n_kv, head_dim, block_size;
 };
 
-class Avx2AttentionTest : public ::testing::TestWithParam<Case> {};
+class SimdAttentionTest : public ::testing::TestWithParam<Case> {};
 
-TEST_P(Avx2AttentionTest, BitIdenticalToPortableKernels) {
+TEST_P(SimdAttentionTest, BitIdenticalToPortableKernels) {
   if (!internal::CpuHasAvx2Fma()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
   const Case c = GetParam();
   const int group = c.n_q / c.n_kv;
@@ -104,11 +107,16 @@ TEST_P(Avx2AttentionTest, BitIdenticalToPortableKernels) {
                              tables.data(), max_blocks};
   const std::vector<float> q = testing::RandomFloats(seq.size() * c.n_q * c.head_dim, rng, 2.0f);
   ThreadPool pool(2);
-  std::vector<float> fast(q.size(), std::nanf("")), portable(q.size(), std::nanf(""));
-  PagedAttention(q.data(), c.n_q, place, layer, DType::kF32, fast.data(), &pool,
-                 /*allow_avx2=*/true);
-  PagedAttention(q.data(), c.n_q, place, layer, DType::kF32, portable.data(), &pool,
-                 /*allow_avx2=*/false);
+  // Every level this CPU has (a level it lacks falls back to the next one
+  // down, which is then tested twice).
+  std::vector<AttentionIsa> levels = {AttentionIsa::kAvx2};
+  if (internal::CpuHasAvx512F()) levels.push_back(AttentionIsa::kAvx512);
+  auto run = [&](const KvLayer& l, DType dtype, AttentionIsa isa) {
+    std::vector<float> out(q.size(), std::nanf(""));
+    PagedAttention(q.data(), c.n_q, place, l, dtype, out.data(), &pool, isa);
+    return out;
+  };
+  const std::vector<float> portable = run(layer, DType::kF32, AttentionIsa::kPortable);
   auto expect_same = [&](const std::vector<float>& a, const std::vector<float>& b,
                          const char* what) {
     for (size_t t = 0; t < seq.size(); ++t) {
@@ -117,8 +125,15 @@ TEST_P(Avx2AttentionTest, BitIdenticalToPortableKernels) {
           << what << ": token " << t << " (seq " << seq[t] << ", pos " << pos[t] << ")";
     }
   };
-  ASSERT_NO_FATAL_FAILURE(expect_same(fast, portable, "float cache, AVX2 vs portable"));
-  EXPECT_TRUE(std::all_of(fast.begin(), fast.end(), [](float x) { return std::isfinite(x); }));
+  for (AttentionIsa isa : levels) {
+    const std::vector<float> fast = run(layer, DType::kF32, isa);
+    ASSERT_NO_FATAL_FAILURE(expect_same(fast, portable,
+                                        isa == AttentionIsa::kAvx2
+                                            ? "float cache, AVX2 vs portable"
+                                            : "float cache, AVX-512 vs portable"));
+  }
+  EXPECT_TRUE(
+      std::all_of(portable.begin(), portable.end(), [](float x) { return std::isfinite(x); }));
 
   // The same cache in fp16, and a float cache holding its values: both
   // implementations read fp16 exactly, so all four give the same bits.
@@ -138,26 +153,29 @@ TEST_P(Avx2AttentionTest, BitIdenticalToPortableKernels) {
   layer16.v = v16.data();
   rounded.k = k_rounded.data();
   rounded.v = v_rounded.data();
-  std::vector<float> fast16(q.size(), std::nanf("")), portable16(q.size(), std::nanf("")),
-      reference(q.size(), std::nanf(""));
-  PagedAttention(q.data(), c.n_q, place, layer16, DType::kF16, fast16.data(), &pool,
-                 /*allow_avx2=*/true);
-  PagedAttention(q.data(), c.n_q, place, layer16, DType::kF16, portable16.data(), &pool,
-                 /*allow_avx2=*/false);
-  PagedAttention(q.data(), c.n_q, place, rounded, DType::kF32, reference.data(), &pool,
-                 /*allow_avx2=*/false);
-  ASSERT_NO_FATAL_FAILURE(expect_same(fast16, portable16, "fp16 cache, AVX2 vs portable"));
+  const std::vector<float> portable16 = run(layer16, DType::kF16, AttentionIsa::kPortable);
+  const std::vector<float> reference = run(rounded, DType::kF32, AttentionIsa::kPortable);
+  for (AttentionIsa isa : levels) {
+    const std::vector<float> fast16 = run(layer16, DType::kF16, isa);
+    ASSERT_NO_FATAL_FAILURE(expect_same(fast16, portable16,
+                                        isa == AttentionIsa::kAvx2
+                                            ? "fp16 cache, AVX2 vs portable"
+                                            : "fp16 cache, AVX-512 vs portable"));
+  }
   ASSERT_NO_FATAL_FAILURE(expect_same(portable16, reference, "fp16 cache vs its float values"));
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Shapes, Avx2AttentionTest,
-    ::testing::Values(Case{9, 3, 64, 16},   // SmolLM2: GQA 3:1, head 64, the engine's blocks
-                      Case{9, 3, 64, 5},    // blocks that do not divide 64-position spans
-                      Case{4, 4, 128, 16},  // two 64-element spans per head
-                      Case{8, 2, 200, 16},  // three spans and an 8-element remainder
-                      Case{6, 1, 8, 3},     // one 8-element span, multi-query
-                      Case{4, 2, 24, 64}));
+    Shapes, SimdAttentionTest,
+    ::testing::Values(Case{9, 3, 64, 16},    // SmolLM2: GQA 3:1, head 64, the engine's blocks
+                      Case{9, 3, 64, 5},     // no SIMD Score; blocks not dividing Mix's spans
+                      Case{4, 4, 128, 16},   // two 64-element spans per head
+                      Case{8, 2, 200, 16},   // three spans and an 8-element remainder (AVX2 Mix)
+                      Case{6, 1, 8, 3},      // one 8-element span, multi-query
+                      Case{4, 2, 24, 64},    // 4 AVX-512 vectors per page, AVX2 Mix
+                      Case{12, 4, 64, 8},    // AVX2 Score only, one vector per page
+                      Case{10, 2, 48, 24},   // AVX2 Score, 5 heads per KV head, AVX-512 Mix
+                      Case{2, 1, 16, 48}));  // 2 heads: 3 AVX-512 vectors per page
 
 }  // namespace
 }  // namespace chai::kernels::cpu
