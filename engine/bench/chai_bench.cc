@@ -33,6 +33,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "engine/bench/check.h"
 #include "engine/chai/chai_config.h"
 #include "engine/chai/chai_config_resolve.h"
 #include "engine/chai/model_fingerprint.h"
@@ -83,8 +84,8 @@ class ChaiBench {
     std::vector<float> logits(batch * w_->config.vocab_size);
     double clustering = 0;
     for (int32_t s = 0; s < batch; ++s) {
-      (void)cache->AddSequence(plan.enabled());
-      (void)cache->Reserve(s, context + steps);
+      CheckOrExit(cache->AddSequence(plan.enabled()).status(), "AddSequence");
+      CheckOrExit(cache->Reserve(s, context + steps), "Reserve");
       const std::vector<int32_t> toks = RandomTokens(context);
       const auto t0 = Clock::now();
       double attention = 0;
@@ -94,7 +95,8 @@ class ChaiBench {
         std::iota(pos.begin(), pos.end(), static_cast<int32_t>(p));
         std::vector<int32_t> rows;
         if (p + c == context) rows.push_back(static_cast<int32_t>(c - 1));
-        (void)r_->Forward({std::span(toks).subspan(p, c), slots, pos, rows}, *cache, logits);
+        CheckOrExit(r_->Forward({std::span(toks).subspan(p, c), slots, pos, rows}, *cache, logits),
+                    "prompt Forward");
         clustering += r_->last_forward_stats().clustering_s;
         attention += r_->last_forward_stats().attention_s;
       }
@@ -110,7 +112,7 @@ class ChaiBench {
     for (int64_t step = 0; step < steps; ++step) {
       const std::vector<int32_t> toks = RandomTokens(batch);
       std::fill(pos.begin(), pos.end(), static_cast<int32_t>(context + step));
-      (void)r_->Forward({toks, slots, pos, rows}, *cache, logits);
+      CheckOrExit(r_->Forward({toks, slots, pos, rows}, *cache, logits), "decode Forward");
       out.decode_attention_s += r_->last_forward_stats().attention_s;
     }
     out.decode_s = Since(t0);

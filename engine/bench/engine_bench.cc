@@ -34,6 +34,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "engine/bench/check.h"
 #include "engine/bench/timed_backend.h"
 #include "engine/kv_cache.h"
 #include "engine/loaded_model.h"
@@ -120,8 +121,8 @@ struct Bench {
   // Seconds to prefill `n` tokens of one sequence in runner-sized chunks.
   double Prefill(int64_t n) {
     auto cache = Cache(1, n);
-    (void)cache->AddSequence();
-    (void)cache->Reserve(0, n);
+    CheckOrExit(cache->AddSequence().status(), "AddSequence");
+    CheckOrExit(cache->Reserve(0, n), "Reserve");
     std::vector<int32_t> toks = RandomTokens(n);
     std::vector<float> logits(weights->config.vocab_size);
     const auto t0 = Clock::now();
@@ -131,24 +132,36 @@ struct Bench {
       std::iota(pos.begin(), pos.end(), static_cast<int32_t>(s));
       std::vector<int32_t> rows;
       if (s + c == n) rows.push_back(static_cast<int32_t>(c - 1));
-      (void)runner->Forward({std::span(toks).subspan(s, c), slots, pos, rows}, *cache, logits);
+      CheckOrExit(
+          runner->Forward({std::span(toks).subspan(s, c), slots, pos, rows}, *cache, logits),
+          "prefill Forward");
     }
     return Since(t0);
   }
 
   // Seconds for `steps` decode steps of `batch` sequences (prompts prefilled
-  // beforehand, untimed).
+  // beforehand in runner-sized chunks, untimed). Before session 13 a prompt
+  // longer than one Forward call went in whole and failed unnoticed: the
+  // steps then attended over never-written cache memory (the kernel's shared
+  // zero page, always in cache), and long-context decode read far faster
+  // than it is.
   double Decode(int32_t batch, int64_t prompt, int64_t steps) {
     auto cache = Cache(batch, prompt + steps);
     std::vector<float> logits(batch * weights->config.vocab_size);
     for (int32_t s = 0; s < batch; ++s) {
-      (void)cache->AddSequence();
-      (void)cache->Reserve(s, prompt + steps);
-      std::vector<int32_t> toks = RandomTokens(prompt);
-      std::vector<int32_t> slots(prompt, s), pos(prompt);
-      std::iota(pos.begin(), pos.end(), 0);
-      const int32_t row[1] = {static_cast<int32_t>(prompt - 1)};
-      (void)runner->Forward({toks, slots, pos, row}, *cache, logits);
+      CheckOrExit(cache->AddSequence().status(), "AddSequence");
+      CheckOrExit(cache->Reserve(s, prompt + steps), "Reserve");
+      const std::vector<int32_t> toks = RandomTokens(prompt);
+      for (int64_t p = 0; p < prompt; p += runner->max_batch_tokens()) {
+        const int64_t c = std::min<int64_t>(runner->max_batch_tokens(), prompt - p);
+        std::vector<int32_t> slots(c, s), pos(c);
+        std::iota(pos.begin(), pos.end(), static_cast<int32_t>(p));
+        std::vector<int32_t> rows;
+        if (p + c == prompt) rows.push_back(static_cast<int32_t>(c - 1));
+        CheckOrExit(
+            runner->Forward({std::span(toks).subspan(p, c), slots, pos, rows}, *cache, logits),
+            "prompt Forward");
+      }
     }
     std::vector<int32_t> slots(batch), rows(batch), pos(batch);
     std::iota(slots.begin(), slots.end(), 0);
@@ -158,7 +171,7 @@ struct Bench {
     for (int64_t step = 0; step < steps; ++step) {
       std::vector<int32_t> toks = RandomTokens(batch);
       std::fill(pos.begin(), pos.end(), static_cast<int32_t>(prompt + step));
-      (void)runner->Forward({toks, slots, pos, rows}, *cache, logits);
+      CheckOrExit(runner->Forward({toks, slots, pos, rows}, *cache, logits), "decode Forward");
     }
     return Since(t0);
   }

@@ -35,8 +35,9 @@ constexpr bool kLargeBuffersInHugePages = true;
 // buffer for all layers, engine/kv_cache.cc): a decode step reads scattered
 // 2 KB K pages and 6 KB V blocks of every sequence in every layer, far more
 // than the TLB covers in 4 KiB pages. kernels_bench BM_PagedAttention at
-// batch 32 (30 layers, 106 MB): 194 -> 126 us per layer (docs/PERFORMANCE.md,
-// session 13).
+// batch 32 (30 layers, 106 MB): 194 -> 126 us per layer; chai_engine_bench
+// batch 32 at context 144 and batch 8 at context 2048: +2-3%
+// (docs/PERFORMANCE.md, session 13).
 constexpr size_t kHugePageBufferBytes = size_t{2} << 20;
 
 class HostBuffer final : public Buffer {
