@@ -255,7 +255,7 @@ void StoreKvRowsOf(const float* k, const float* v, const TokenPlacement& place, 
     // 32 cache lines at head_dim 64 in fp16, mostly not in cache. Asking for
     // all of them (for writing) before the first store lets the misses
     // overlap; the stores alone would meet them one by one. Batch-32 step:
-    // 0.52-0.56 -> 0.40-0.41 ms (docs/PERFORMANCE.md, session 13).
+    // 0.52-0.56 -> 0.40-0.43 ms (docs/PERFORMANCE.md, session 13).
     const int64_t d_stride = int64_t{kv.block_size} * static_cast<int64_t>(sizeof(T));
     const int32_t d_step = static_cast<int32_t>(std::max<int64_t>(1, 64 / d_stride));
     for (int32_t j = 0; j < kv.n_kv_heads && src[j] >= 0; ++j) {
