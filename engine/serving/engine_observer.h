@@ -2,8 +2,10 @@
 // end can export metrics without the engine knowing about Prometheus.
 // server/ implements EngineObserver; engine/ only calls it.
 //
-// Thread-safety: every method is called on the engine thread, must be cheap
-// and must not block or call back into the engine.
+// Thread-safety: every method is called on the engine thread, except
+// OnClusterConfig, which RequestEngine::Create calls once before that thread
+// starts (so it happens-before every other call); all must be cheap and must
+// not block or call back into the engine.
 #ifndef CHAI_ENGINE_SERVING_ENGINE_OBSERVER_H_
 #define CHAI_ENGINE_SERVING_ENGINE_OBSERVER_H_
 
@@ -57,8 +59,8 @@ class EngineObserver {
   virtual void OnRequestRejected(absl::StatusCode code) = 0;
   // One request's online clustering (all CHAI layers), at prefill.
   virtual void OnClustering(double seconds) = 0;
-  // Cluster count per layer of the config in force (called once at start;
-  // empty when CHAI is off).
+  // Cluster count per layer of the config in force (called once, before the
+  // engine thread starts; empty when CHAI is off).
   virtual void OnClusterConfig(const std::vector<int32_t>& clusters_per_layer) = 0;
 };
 

@@ -116,6 +116,11 @@ class RequestEngine::Impl {
   }
 
   void Start() {
+    // Before the loop thread exists, so that the config is on /metrics by
+    // the time the server says it is serving: reported from the thread it
+    // could arrive after a first scrape (chai_deploy_metric_names_test saw
+    // no chai_clusters series under a loaded ctest -j2).
+    if (observer_ != nullptr) observer_->OnClusterConfig(options_.chai.clusters);
     thread_ = std::thread([this] { Loop(); });
   }
 
@@ -506,7 +511,6 @@ void RequestEngine::Impl::Deliver() {
 }
 
 void RequestEngine::Impl::Loop() {
-  if (observer_ != nullptr) observer_->OnClusterConfig(options_.chai.clusters);
   bool idle_plan = false;
   for (;;) {
     std::deque<Pending> arrivals;
