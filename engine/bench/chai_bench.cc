@@ -33,7 +33,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "engine/bench/check.h"
+#include "engine/bench/bench_util.h"
 #include "engine/chai/chai_config.h"
 #include "engine/chai/chai_config_resolve.h"
 #include "engine/chai/model_fingerprint.h"
@@ -89,17 +89,10 @@ class ChaiBench {
       const std::vector<int32_t> toks = RandomTokens(context);
       const auto t0 = Clock::now();
       double attention = 0;
-      for (int64_t p = 0; p < context; p += r_->max_batch_tokens()) {
-        const int64_t c = std::min<int64_t>(r_->max_batch_tokens(), context - p);
-        std::vector<int32_t> slots(c, s), pos(c);
-        std::iota(pos.begin(), pos.end(), static_cast<int32_t>(p));
-        std::vector<int32_t> rows;
-        if (p + c == context) rows.push_back(static_cast<int32_t>(c - 1));
-        CheckOrExit(r_->Forward({std::span(toks).subspan(p, c), slots, pos, rows}, *cache, logits),
-                    "prompt Forward");
+      PrefillPrompt(*r_, *cache, s, toks, logits, [&] {
         clustering += r_->last_forward_stats().clustering_s;
         attention += r_->last_forward_stats().attention_s;
-      }
+      });
       if (s == 0) {
         out.prefill_s = Since(t0);
         out.prefill_attention_s = attention;

@@ -34,7 +34,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "engine/bench/check.h"
+#include "engine/bench/bench_util.h"
 #include "engine/bench/timed_backend.h"
 #include "engine/kv_cache.h"
 #include "engine/loaded_model.h"
@@ -126,16 +126,7 @@ struct Bench {
     std::vector<int32_t> toks = RandomTokens(n);
     std::vector<float> logits(weights->config.vocab_size);
     const auto t0 = Clock::now();
-    for (int64_t s = 0; s < n; s += runner->max_batch_tokens()) {
-      const int64_t c = std::min<int64_t>(runner->max_batch_tokens(), n - s);
-      std::vector<int32_t> slots(c, 0), pos(c);
-      std::iota(pos.begin(), pos.end(), static_cast<int32_t>(s));
-      std::vector<int32_t> rows;
-      if (s + c == n) rows.push_back(static_cast<int32_t>(c - 1));
-      CheckOrExit(
-          runner->Forward({std::span(toks).subspan(s, c), slots, pos, rows}, *cache, logits),
-          "prefill Forward");
-    }
+    PrefillPrompt(*runner, *cache, 0, toks, logits);
     return Since(t0);
   }
 
@@ -151,17 +142,7 @@ struct Bench {
     for (int32_t s = 0; s < batch; ++s) {
       CheckOrExit(cache->AddSequence().status(), "AddSequence");
       CheckOrExit(cache->Reserve(s, prompt + steps), "Reserve");
-      const std::vector<int32_t> toks = RandomTokens(prompt);
-      for (int64_t p = 0; p < prompt; p += runner->max_batch_tokens()) {
-        const int64_t c = std::min<int64_t>(runner->max_batch_tokens(), prompt - p);
-        std::vector<int32_t> slots(c, s), pos(c);
-        std::iota(pos.begin(), pos.end(), static_cast<int32_t>(p));
-        std::vector<int32_t> rows;
-        if (p + c == prompt) rows.push_back(static_cast<int32_t>(c - 1));
-        CheckOrExit(
-            runner->Forward({std::span(toks).subspan(p, c), slots, pos, rows}, *cache, logits),
-            "prompt Forward");
-      }
+      PrefillPrompt(*runner, *cache, s, RandomTokens(prompt), logits);
     }
     std::vector<int32_t> slots(batch), rows(batch), pos(batch);
     std::iota(slots.begin(), slots.end(), 0);
