@@ -356,7 +356,8 @@ struct AttentionCall {
   int32_t n_q_heads, n_kv, group, hd, bs, part_len;
   float scale;
   bool f16;
-  AttentionIsa score_isa, mix_isa;  // the kernels RunItem calls
+  void (*score_fn)(const internal::ScoreArgs&);  // the kernels RunItem calls
+  void (*mix_fn)(const internal::MixArgs&);
   const TokenPlacement* place;
   const KvLayer* kv;
   const int64_t*
@@ -447,17 +448,7 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
                         probs,
                         max_s,
                         sum_s};
-  switch (a.score_isa) {
-    case AttentionIsa::kAvx512:
-      internal::ScoreAvx512(score);
-      break;
-    case AttentionIsa::kAvx2:
-      internal::ScoreAvx2(score);
-      break;
-    case AttentionIsa::kPortable:
-      internal::ScoreGeneric(score);
-      break;
-  }
+  a.score_fn(score);
   if (whole) {
     for (int32_t j = 0; j < n_reps; ++j) inv_s[reps[j]] = 1.0f / sum_s[reps[j]];
   }
@@ -484,17 +475,7 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
                       probs,
                       whole ? inv_s : nullptr,
                       dst};
-    switch (a.mix_isa) {
-      case AttentionIsa::kAvx512:
-        internal::MixAvx512(mix);
-        break;
-      case AttentionIsa::kAvx2:
-        internal::MixAvx2(mix);
-        break;
-      case AttentionIsa::kPortable:
-        internal::MixGeneric(mix);
-        break;
-    }
+    a.mix_fn(mix);
     if (!whole) {
       for (int32_t j = 0; j < n; ++j) {
         a.part_max[part * nh + heads[j]] = max_s[sh[heads[j]]];
@@ -504,30 +485,19 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
   }
 }
 
-// The widest Score and Mix kernels this CPU, max_isa and the shapes allow.
-AttentionIsa ScoreIsa(AttentionIsa max_isa, int32_t block_size) {
-  if (max_isa >= AttentionIsa::kAvx512 && internal::CpuHasAvx512F() &&
-      internal::Avx512ScoreSupports(block_size)) {
-    return AttentionIsa::kAvx512;
-  }
-  if (max_isa >= AttentionIsa::kAvx2 && internal::CpuHasAvx2Fma() &&
-      internal::Avx2ScoreSupports(block_size)) {
-    return AttentionIsa::kAvx2;
-  }
-  return AttentionIsa::kPortable;
+// The widest instruction set this CPU and max_isa allow among those whose
+// kernel takes the shape: an index into the {portable, AVX2, AVX-512}
+// tables below (AttentionIsa's order).
+int WidestLevel(AttentionIsa max_isa, bool avx2_takes_it, bool avx512_takes_it) {
+  if (max_isa >= AttentionIsa::kAvx512 && internal::CpuHasAvx512F() && avx512_takes_it) return 2;
+  if (max_isa >= AttentionIsa::kAvx2 && internal::CpuHasAvx2Fma() && avx2_takes_it) return 1;
+  return 0;
 }
 
-AttentionIsa MixIsa(AttentionIsa max_isa, int32_t head_dim) {
-  if (max_isa >= AttentionIsa::kAvx512 && internal::CpuHasAvx512F() &&
-      internal::Avx512MixSupports(head_dim)) {
-    return AttentionIsa::kAvx512;
-  }
-  if (max_isa >= AttentionIsa::kAvx2 && internal::CpuHasAvx2Fma() &&
-      internal::Avx2MixSupports(head_dim)) {
-    return AttentionIsa::kAvx2;
-  }
-  return AttentionIsa::kPortable;
-}
+constexpr void (*kScoreFns[])(const internal::ScoreArgs&) = {
+    internal::ScoreGeneric, internal::ScoreAvx2, internal::ScoreAvx512};
+constexpr void (*kMixFns[])(const internal::MixArgs&) = {internal::MixGeneric, internal::MixAvx2,
+                                                         internal::MixAvx512};
 
 }  // namespace
 
@@ -578,26 +548,28 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
   }
   // The items read the thread_locals through `call`: on a worker thread
   // the names would be the worker's own (empty) instances.
-  const AttentionCall call{q,
-                           n_q_heads,
-                           n_kv,
-                           n_q_heads / n_kv,
-                           hd,
-                           kv.block_size,
-                           part_len,
-                           1.0f / std::sqrt(static_cast<float>(hd)),
-                           kv_dtype == DType::kF16,
-                           ScoreIsa(max_isa, kv.block_size),
-                           MixIsa(max_isa, hd),
-                           &place,
-                           &kv,
-                           first_part.data(),
-                           part_token.data(),
-                           part_out.data(),
-                           part_max.data(),
-                           part_sum.data(),
-                           pending.get(),
-                           out};
+  const AttentionCall call{
+      q,
+      n_q_heads,
+      n_kv,
+      n_q_heads / n_kv,
+      hd,
+      kv.block_size,
+      part_len,
+      1.0f / std::sqrt(static_cast<float>(hd)),
+      kv_dtype == DType::kF16,
+      kScoreFns[WidestLevel(max_isa, internal::Avx2ScoreSupports(kv.block_size),
+                            internal::Avx512ScoreSupports(kv.block_size))],
+      kMixFns[WidestLevel(max_isa, internal::Avx2MixSupports(hd), internal::Avx512MixSupports(hd))],
+      &place,
+      &kv,
+      first_part.data(),
+      part_token.data(),
+      part_out.data(),
+      part_max.data(),
+      part_sum.data(),
+      pending.get(),
+      out};
   pool->ParallelFor(n_parts * n_kv, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scratch;  // this thread's own
     scratch.resize(std::max(scratch.size(), static_cast<size_t>(n_q_heads) * (part_len + 3)));
