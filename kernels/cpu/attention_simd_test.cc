@@ -11,6 +11,7 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -125,13 +126,17 @@ TEST_P(SimdAttentionTest, BitIdenticalToPortableKernels) {
           << what << ": token " << t << " (seq " << seq[t] << ", pos " << pos[t] << ")";
     }
   };
-  for (AttentionIsa isa : levels) {
-    const std::vector<float> fast = run(layer, DType::kF32, isa);
-    ASSERT_NO_FATAL_FAILURE(expect_same(fast, portable,
-                                        isa == AttentionIsa::kAvx2
-                                            ? "float cache, AVX2 vs portable"
-                                            : "float cache, AVX-512 vs portable"));
-  }
+  // Every SIMD level against the portable result on the same cache.
+  auto expect_levels = [&](const KvLayer& l, DType dtype, const std::vector<float>& want,
+                           const std::string& cache) {
+    for (AttentionIsa isa : levels) {
+      ASSERT_NO_FATAL_FAILURE(expect_same(
+          run(l, dtype, isa), want,
+          (cache + (isa == AttentionIsa::kAvx2 ? ", AVX2" : ", AVX-512") + " vs portable")
+              .c_str()));
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(expect_levels(layer, DType::kF32, portable, "float cache"));
   EXPECT_TRUE(
       std::all_of(portable.begin(), portable.end(), [](float x) { return std::isfinite(x); }));
 
@@ -155,13 +160,7 @@ TEST_P(SimdAttentionTest, BitIdenticalToPortableKernels) {
   rounded.v = v_rounded.data();
   const std::vector<float> portable16 = run(layer16, DType::kF16, AttentionIsa::kPortable);
   const std::vector<float> reference = run(rounded, DType::kF32, AttentionIsa::kPortable);
-  for (AttentionIsa isa : levels) {
-    const std::vector<float> fast16 = run(layer16, DType::kF16, isa);
-    ASSERT_NO_FATAL_FAILURE(expect_same(fast16, portable16,
-                                        isa == AttentionIsa::kAvx2
-                                            ? "fp16 cache, AVX2 vs portable"
-                                            : "fp16 cache, AVX-512 vs portable"));
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_levels(layer16, DType::kF16, portable16, "fp16 cache"));
   ASSERT_NO_FATAL_FAILURE(expect_same(portable16, reference, "fp16 cache vs its float values"));
 }
 
