@@ -142,11 +142,15 @@ absl::Status ModelRunner::ValidateShare(const BatchInput& batch, const KvCache& 
   return absl::OkStatus();
 }
 
+void ModelRunner::AttentionNormOps(const Layer& w, int32_t n) {
+  const LlamaConfig& c = weights_->config;
+  backend_->RmsNorm(F(x_), F(w.attn_norm), n, static_cast<int32_t>(c.dim),
+                    static_cast<float>(c.rms_eps), F(h_));
+}
+
 void ModelRunner::QkvOps(const Layer& w, int32_t n) {
   const LlamaConfig& c = weights_->config;
   kernels::Backend& be = *backend_;
-  be.RmsNorm(F(x_), F(w.attn_norm), n, static_cast<int32_t>(c.dim), static_cast<float>(c.rms_eps),
-             F(h_));
   const kernels::WeightView qkv[3] = {w.wq.view, w.wk.view, w.wv.view};
   float* const qkv_out[3] = {F(q_), F(k_), F(v_)};
   be.MatMulShared(qkv, F(h_), n, qkv_out);
@@ -154,43 +158,47 @@ void ModelRunner::QkvOps(const Layer& w, int32_t n) {
   be.Rope(F(k_), I(positions_), n, static_cast<int32_t>(c.n_kv_heads), rope_);
 }
 
-void ModelRunner::MlpOps(const Layer& w, int32_t n) {
+void ModelRunner::MlpOps(const Layer& w, int32_t n, const Layer* next) {
   const LlamaConfig& c = weights_->config;
   kernels::Backend& be = *backend_;
   const int32_t dim = static_cast<int32_t>(c.dim);
   float* x = F(x_);
   float* h = F(h_);
   be.MatMul(w.wo.view, F(attn_), n, h);
-  be.Add(x, h, static_cast<int64_t>(n) * dim);
-  be.RmsNorm(x, F(w.ffn_norm), n, dim, static_cast<float>(c.rms_eps), h);
+  be.AddRmsNorm(x, h, F(w.ffn_norm), n, dim, static_cast<float>(c.rms_eps), h);
   const kernels::WeightView gate_up[2] = {w.w_gate.view, w.w_up.view};
   float* const gate_up_out[2] = {F(gate_), F(up_)};
   be.MatMulShared(gate_up, h, n, gate_up_out);
   be.SwiGlu(F(gate_), F(up_), static_cast<int64_t>(n) * c.ffn_dim, F(gate_));
   be.MatMul(w.w_down.view, F(gate_), n, h);
-  be.Add(x, h, static_cast<int64_t>(n) * dim);
+  if (next != nullptr) {
+    be.AddRmsNorm(x, h, F(next->attn_norm), n, dim, static_cast<float>(c.rms_eps), h);
+  } else {
+    be.Add(x, h, static_cast<int64_t>(n) * dim);
+  }
 }
 
-void ModelRunner::LogitOps(int32_t n_out) {
+void ModelRunner::LogitOps(int32_t n_out, float* logits) {
   const LlamaConfig& c = weights_->config;
   kernels::Backend& be = *backend_;
   const int32_t dim = static_cast<int32_t>(c.dim);
   be.GatherRows(F(x_), I(rows_), n_out, dim, F(last_));
   be.RmsNorm(F(last_), F(output_norm_), n_out, dim, static_cast<float>(c.rms_eps), F(h_));
-  be.MatMul(output_.view, F(h_), n_out, F(logits_));
+  be.MatMul(output_.view, F(h_), n_out, logits);
 }
 
 void ModelRunner::StepOps(int32_t n, int32_t n_out, const kernels::TokenPlacement& place,
                           KvCache& cache) {
   const LlamaConfig& c = weights_->config;
   backend_->Embed(token_embd_.view, I(tokens_), n, F(x_));
+  AttentionNormOps(layers_[0], n);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     QkvOps(layers_[l], n);
     backend_->StoreKv(F(k_), F(v_), place, cache.layer(l));
     backend_->Attention(F(q_), static_cast<int32_t>(c.n_heads), place, cache.layer(l), F(attn_));
-    MlpOps(layers_[l], n);
+    MlpOps(layers_[l], n, NextLayer(l));
   }
-  LogitOps(n_out);
+  LogitOps(n_out, F(logits_));
 }
 
 absl::Status ModelRunner::EnsureLogitRows(int32_t n_out) {
@@ -198,15 +206,19 @@ absl::Status ModelRunner::EnsureLogitRows(int32_t n_out) {
   const LlamaConfig& c = weights_->config;
   absl::StatusOr<std::unique_ptr<kernels::Buffer>> a =
       backend_->Allocate(static_cast<size_t>(n_out) * c.dim * sizeof(float));
-  absl::StatusOr<std::unique_ptr<kernels::Buffer>> b =
-      backend_->Allocate(static_cast<size_t>(n_out) * c.vocab_size * sizeof(float));
   if (!a.ok()) return a.status();
-  if (!b.ok()) return b.status();
+  // A backend on host memory that does not record writes the logits straight
+  // to the caller's (Forward), so it needs no logits buffer of its own.
+  if (!backend_->HostMemory() || backend_->CanCapture()) {
+    absl::StatusOr<std::unique_ptr<kernels::Buffer>> b =
+        backend_->Allocate(static_cast<size_t>(n_out) * c.vocab_size * sizeof(float));
+    if (!b.ok()) return b.status();
+    logits_ = *std::move(b);
+  }
   // Recorded steps point at the old buffers.
   graphs_.clear();
   seen_.clear();
   last_ = *std::move(a);
-  logits_ = *std::move(b);
   logit_capacity_ = n_out;
   return absl::OkStatus();
 }
@@ -295,6 +307,7 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache, std::
   } else {
     be.Embed(token_embd_.view, I(tokens_), n, F(x_));
   }
+  if (first_layer < c.n_layers) AttentionNormOps(layers_[first_layer], n);
   for (int64_t l = first_layer; l < c.n_layers; ++l) {
     if (share != nullptr && share->save != nullptr && l == share->layer) {
       share->save->resize(static_cast<size_t>(n) * c.dim);
@@ -323,7 +336,7 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache, std::
       stats_.attention_s +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - attention_start).count();
     }
-    MlpOps(layers_[l], n);
+    MlpOps(layers_[l], n, NextLayer(l));
   }
   for (const PendingCluster& p : *pending) cache.set_clustered(p.slot);
   stats_.sequences_clustered = static_cast<int32_t>(pending->size());
@@ -331,8 +344,12 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, KvCache& cache, std::
     be.Synchronize();
     return absl::OkStatus();
   }
-  LogitOps(n_out);
-  copy_logits();
+  if (be.HostMemory()) {
+    LogitOps(n_out, logits.data());  // no copy out
+  } else {
+    LogitOps(n_out, F(logits_));
+    copy_logits();
+  }
   return absl::OkStatus();
 }
 

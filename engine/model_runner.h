@@ -130,10 +130,23 @@ class ModelRunner {
   absl::Status ClusterSequences(int64_t layer, const std::vector<PendingCluster>& pending,
                                 KvCache& cache);
   struct Layer;
-  // The ops of a step, in the one order every path issues them.
-  void QkvOps(const Layer& w, int32_t n);  // norm, Q/K/V products, RoPE
-  void MlpOps(const Layer& w, int32_t n);  // output product, residual, MLP
-  void LogitOps(int32_t n_out);            // gather rows, final norm, logits
+  // The ops of a step, in the one order every path issues them; a layer's
+  // are split where Forward's hooks go. The norm before a layer's
+  // attention runs with the residual add that ends the layer before it
+  // (Backend::AddRmsNorm), so only the first layer run needs
+  // AttentionNormOps.
+  void AttentionNormOps(const Layer& w, int32_t n);  // x_ -> h_
+  void QkvOps(const Layer& w, int32_t n);            // Q/K/V products of h_, RoPE
+  // Output product, residual, MLP, residual; then the attention norm of
+  // `next` (null after the last layer).
+  void MlpOps(const Layer& w, int32_t n, const Layer* next);
+  const Layer* NextLayer(int64_t l) const {
+    return l + 1 < static_cast<int64_t>(layers_.size()) ? &layers_[l + 1] : nullptr;
+  }
+  // Gathers the rows, runs the final norm, writes the logits
+  // [n_out, vocab] to `logits` (backend memory, or host memory where the
+  // backend's HostMemory()).
+  void LogitOps(int32_t n_out, float* logits);
   void StepOps(int32_t n, int32_t n_out, const kernels::TokenPlacement& place, KvCache& cache);
   absl::Status EnsureLogitRows(int32_t n_out);
   // Replays (recording first if due) a plain step; false: issue it instead.

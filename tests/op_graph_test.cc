@@ -209,6 +209,11 @@ class OpGraphTest : public ::testing::Test {
 };
 
 TEST_F(OpGraphTest, SecondPlainStepRecordsAndLaterStepsReplayTheSameBits) {
+  // The plain CPU runner writes its logits straight into the caller's
+  // memory; the recording backend's runner copies them out of its own
+  // buffer (the graph path): both must give the same bits.
+  ASSERT_TRUE(plain_backend_->HostMemory());
+  ASSERT_FALSE(recording_.HostMemory());
   auto gc = NewCache(&recording_, 2);
   auto pc = NewCache(plain_backend_.get(), 2);
   ASSERT_TRUE(SameBits(Step(*graphed_, *gc, 2, 0, 5), Step(*plain_, *pc, 2, 0, 5)));

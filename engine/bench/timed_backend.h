@@ -36,6 +36,7 @@ class TimedBackend : public kernels::Backend {
   void Reset() { ops_.clear(); }
 
   std::string_view name() const override { return inner_->name(); }
+  bool HostMemory() const override { return inner_->HostMemory(); }
   absl::StatusOr<std::unique_ptr<kernels::Buffer>> Allocate(size_t bytes) override {
     return inner_->Allocate(bytes);
   }
@@ -74,6 +75,10 @@ class TimedBackend : public kernels::Backend {
   }
   void Add(float* x, const float* y, int64_t n) override {
     Timed("Add", [&] { inner_->Add(x, y, n); });
+  }
+  void AddRmsNorm(float* x, const float* y, const float* w, int32_t n, int32_t dim, float eps,
+                  float* out) override {
+    Timed("AddRmsNorm", [&] { inner_->AddRmsNorm(x, y, w, n, dim, eps, out); });
   }
   void GatherRows(const float* src, const int32_t* rows, int32_t n, int32_t dim,
                   float* dst) override {

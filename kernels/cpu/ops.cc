@@ -220,6 +220,15 @@ void AddValues(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
+void AddRmsNormRows(float* x, const float* y, const float* w, int32_t n, int32_t dim, float eps,
+                    float* out) {
+  for (int32_t i = 0; i < n; ++i) {
+    const int64_t at = int64_t{i} * dim;
+    AddValues(x + at, y + at, dim);
+    RmsNormRows(x + at, w, 1, dim, eps, out + at);
+  }
+}
+
 void GatherRowsOf(const float* src, const int32_t* rows, int32_t n, int32_t dim, float* dst) {
   for (int32_t i = 0; i < n; ++i) {
     std::memcpy(dst + int64_t{i} * dim, src + int64_t{rows[i]} * dim, sizeof(float) * dim);

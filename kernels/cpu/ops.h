@@ -35,6 +35,10 @@ void RopeRows(float* x, const int32_t* pos, int32_t n, int32_t heads, const Rope
 void SwiGluValues(const float* gate, const float* up, int64_t n, float* out,
                   bool allow_avx2 = true);
 void AddValues(float* x, const float* y, int64_t n);
+// Row by row, AddValues then RmsNormRows (their bits), while the row is in
+// L1. x, y, out: [n, dim]; out may alias y.
+void AddRmsNormRows(float* x, const float* y, const float* w, int32_t n, int32_t dim, float eps,
+                    float* out);
 
 // dst[i, :] = src[rows[i], :]. dst: [n, dim].
 void GatherRowsOf(const float* src, const int32_t* rows, int32_t n, int32_t dim, float* dst);

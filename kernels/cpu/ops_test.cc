@@ -364,6 +364,31 @@ TEST(CpuBackendTest, PooledElementwiseOpsGiveSerialBits) {
   }
 }
 
+// The fused residual add and norm gives Add then RmsNorm's bits, in the
+// batch (pooled), alone (serial) and with its output over the added rows
+// (as the model runner calls it), and leaves x = x + y.
+TEST(CpuBackendTest, AddRmsNormGivesAddThenRmsNormBits) {
+  std::mt19937 rng(78);
+  const int32_t n = 37, dim = 576;
+  const std::vector<float> x0 = RandomFloats(int64_t{n} * dim, rng, 3.0f);
+  const std::vector<float> y = RandomFloats(int64_t{n} * dim, rng, 2.0f);
+  const std::vector<float> w = RandomFloats(dim, rng);
+  std::vector<float> x_ref = x0, norm_ref(x0.size());
+  for (size_t i = 0; i < x_ref.size(); ++i) x_ref[i] += y[i];
+  cpu::RmsNormRows(x_ref.data(), w.data(), n, dim, 1e-5f, norm_ref.data());
+  for (int threads : {1, 2, 3}) {
+    auto b = MakeBackend(threads);
+    std::vector<float> x = x0, yo = y;  // out over y
+    b->AddRmsNorm(x.data(), yo.data(), w.data(), n, dim, 1e-5f, yo.data());
+    EXPECT_EQ(0, std::memcmp(x.data(), x_ref.data(), x.size() * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(yo.data(), norm_ref.data(), yo.size() * sizeof(float)));
+    std::vector<float> x1(x0.begin() + 5 * dim, x0.begin() + 6 * dim), one(dim);
+    b->AddRmsNorm(x1.data(), &y[5 * dim], w.data(), 1, dim, 1e-5f, one.data());
+    EXPECT_EQ(0, std::memcmp(x1.data(), &x_ref[5 * dim], dim * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(one.data(), &norm_ref[5 * dim], dim * sizeof(float)));
+  }
+}
+
 TEST(CpuBackendTest, MatMulThroughBackendMatchesDequantizedProduct) {
   std::mt19937 rng(15);
   const int64_t rows = 48, cols = 576;
