@@ -110,14 +110,14 @@ TEST_P(SimdAttentionTest, BitIdenticalToPortableKernels) {
   ThreadPool pool(2);
   // Every level this CPU has (a level it lacks falls back to the next one
   // down, which is then tested twice).
-  std::vector<AttentionIsa> levels = {AttentionIsa::kAvx2};
-  if (internal::CpuHasAvx512F()) levels.push_back(AttentionIsa::kAvx512);
-  auto run = [&](const KvLayer& l, DType dtype, AttentionIsa isa) {
+  std::vector<SimdIsa> levels = {SimdIsa::kAvx2};
+  if (internal::CpuHasAvx512F()) levels.push_back(SimdIsa::kAvx512);
+  auto run = [&](const KvLayer& l, DType dtype, SimdIsa isa) {
     std::vector<float> out(q.size(), std::nanf(""));
     PagedAttention(q.data(), c.n_q, place, l, dtype, out.data(), &pool, isa);
     return out;
   };
-  const std::vector<float> portable = run(layer, DType::kF32, AttentionIsa::kPortable);
+  const std::vector<float> portable = run(layer, DType::kF32, SimdIsa::kPortable);
   auto expect_same = [&](const std::vector<float>& a, const std::vector<float>& b,
                          const char* what) {
     for (size_t t = 0; t < seq.size(); ++t) {
@@ -129,11 +129,10 @@ TEST_P(SimdAttentionTest, BitIdenticalToPortableKernels) {
   // Every SIMD level against the portable result on the same cache.
   auto expect_levels = [&](const KvLayer& l, DType dtype, const std::vector<float>& want,
                            const std::string& cache) {
-    for (AttentionIsa isa : levels) {
+    for (SimdIsa isa : levels) {
       ASSERT_NO_FATAL_FAILURE(expect_same(
           run(l, dtype, isa), want,
-          (cache + (isa == AttentionIsa::kAvx2 ? ", AVX2" : ", AVX-512") + " vs portable")
-              .c_str()));
+          (cache + (isa == SimdIsa::kAvx2 ? ", AVX2" : ", AVX-512") + " vs portable").c_str()));
     }
   };
   ASSERT_NO_FATAL_FAILURE(expect_levels(layer, DType::kF32, portable, "float cache"));
@@ -158,8 +157,8 @@ TEST_P(SimdAttentionTest, BitIdenticalToPortableKernels) {
   layer16.v = v16.data();
   rounded.k = k_rounded.data();
   rounded.v = v_rounded.data();
-  const std::vector<float> portable16 = run(layer16, DType::kF16, AttentionIsa::kPortable);
-  const std::vector<float> reference = run(rounded, DType::kF32, AttentionIsa::kPortable);
+  const std::vector<float> portable16 = run(layer16, DType::kF16, SimdIsa::kPortable);
+  const std::vector<float> reference = run(rounded, DType::kF32, SimdIsa::kPortable);
   ASSERT_NO_FATAL_FAILURE(expect_levels(layer16, DType::kF16, portable16, "fp16 cache"));
   ASSERT_NO_FATAL_FAILURE(expect_same(portable16, reference, "fp16 cache vs its float values"));
 }

@@ -80,6 +80,27 @@ __attribute__((target("avx2,fma"), always_inline)) inline __m256 FastExp8(__m256
   return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
 }
 
+// The same, 16 lanes. REQUIRES: the CPU supports AVX-512F.
+__attribute__((target("avx512f"), always_inline)) inline __m512 FastExp16(__m512 x) {
+  using namespace fast_exp;
+  x = _mm512_max_ps(x, _mm512_set1_ps(kLo));
+  x = _mm512_min_ps(x, _mm512_set1_ps(kHi));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(kP0), r, _mm512_set1_ps(kP1));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(kP2));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(kP3));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(kP4));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(kP5));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), r);
+  y = _mm512_add_ps(y, _mm512_set1_ps(1.0f));
+  const __m512i bits =
+      _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(bits));
+}
+
 }  // namespace chai::kernels::cpu
 
 #endif  // CHAI_KERNELS_CPU_FAST_EXP_H_

@@ -210,9 +210,14 @@ void RopeRows(float* x, const int32_t* pos, int32_t n, int32_t heads, const Rope
   }
 }
 
-void SwiGluValues(const float* gate, const float* up, int64_t n, float* out, bool allow_avx2) {
+void SwiGluValues(const float* gate, const float* up, int64_t n, float* out, SimdIsa max_isa) {
   int64_t i = 0;
-  if (allow_avx2 && internal::CpuHasAvx2Fma()) i = internal::SwiGluAvx2(gate, up, n, out);
+  if (max_isa >= SimdIsa::kAvx512 && internal::CpuHasAvx512F()) {
+    i = internal::SwiGluAvx512(gate, up, n, out);
+  }
+  if (max_isa >= SimdIsa::kAvx2 && internal::CpuHasAvx2Fma()) {
+    i += internal::SwiGluAvx2(gate + i, up + i, n - i, out + i);
+  }
   for (; i < n; ++i) out[i] = internal::SwiGluOne(gate[i], up[i]);
 }
 
@@ -496,10 +501,10 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
 
 // The widest instruction set this CPU and max_isa allow among those whose
 // kernel takes the shape: an index into the {portable, AVX2, AVX-512}
-// tables below (AttentionIsa's order).
-int WidestLevel(AttentionIsa max_isa, bool avx2_takes_it, bool avx512_takes_it) {
-  if (max_isa >= AttentionIsa::kAvx512 && internal::CpuHasAvx512F() && avx512_takes_it) return 2;
-  if (max_isa >= AttentionIsa::kAvx2 && internal::CpuHasAvx2Fma() && avx2_takes_it) return 1;
+// tables below (SimdIsa's order).
+int WidestLevel(SimdIsa max_isa, bool avx2_takes_it, bool avx512_takes_it) {
+  if (max_isa >= SimdIsa::kAvx512 && internal::CpuHasAvx512F() && avx512_takes_it) return 2;
+  if (max_isa >= SimdIsa::kAvx2 && internal::CpuHasAvx2Fma() && avx2_takes_it) return 1;
   return 0;
 }
 
@@ -512,7 +517,7 @@ constexpr void (*kMixFns[])(const internal::MixArgs&) = {internal::MixGeneric, i
 
 void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
                     const KvLayer& kv, DType kv_dtype, float* out, ThreadPool* pool,
-                    AttentionIsa max_isa) {
+                    SimdIsa max_isa) {
   if (kv.n_kv_heads <= 0 || n_q_heads != kv.n_q_heads || n_q_heads % kv.n_kv_heads != 0 ||
       n_q_heads / kv.n_kv_heads > kMaxGroup ||
       (kv_dtype != DType::kF32 && kv_dtype != DType::kF16)) {

@@ -29,11 +29,15 @@ void RmsNormRows(const float* x, const float* w, int32_t n, int32_t dim, float e
 // x: [n, heads, head_dim] rotated in place; pos: [n].
 void RopeRows(float* x, const int32_t* pos, int32_t n, int32_t heads, const RopeParams& rope);
 
+// The vector instruction sets of the kernels that have several forms, in
+// order. A kernel takes the widest this CPU has up to a cap (tests: every
+// form must give the portable one's bits).
+enum class SimdIsa { kPortable, kAvx2, kAvx512 };
+
 // out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)) with FastExp
-// (fast_exp.h). out may alias gate or up. allow_avx2 = false forces the
-// portable loop (tests: the AVX2 one must give the same bits).
+// (fast_exp.h). out may alias gate or up.
 void SwiGluValues(const float* gate, const float* up, int64_t n, float* out,
-                  bool allow_avx2 = true);
+                  SimdIsa max_isa = SimdIsa::kAvx512);
 void AddValues(float* x, const float* y, int64_t n);
 // Row by row, AddValues then RmsNormRows (their bits), while the row is in
 // L1. x, y, out: [n, dim]; out may alias y.
@@ -42,9 +46,6 @@ void AddRmsNormRows(float* x, const float* y, const float* w, int32_t n, int32_t
 
 // dst[i, :] = src[rows[i], :]. dst: [n, dim].
 void GatherRowsOf(const float* src, const int32_t* rows, int32_t n, int32_t dim, float* dst);
-
-// The instruction sets of the paged-attention kernels, in order.
-enum class AttentionIsa { kPortable, kAvx2, kAvx512 };
 
 // k, v: [n_tokens, kv.n_kv_heads, head_dim]; K slots per kv.k_src, each K
 // page transposed, [head_dim, block_size] (kernels/cpu/attention_kernels.h).
@@ -64,7 +65,7 @@ void StoreKvRows(const float* k, const float* v, const TokenPlacement& place, Kv
 // kv_dtype: the cache's element type, kF32 or kF16.
 void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& place,
                     const KvLayer& kv, DType kv_dtype, float* out, ThreadPool* pool,
-                    AttentionIsa max_isa = AttentionIsa::kAvx512);
+                    SimdIsa max_isa = SimdIsa::kAvx512);
 
 }  // namespace chai::kernels::cpu
 

@@ -272,17 +272,23 @@ TEST(CpuBackendTest, RopeAnglesFollowTheFrequenciesAndLongPositions) {
   }
 }
 
-// The AVX2 loop and the portable one give the same bits (ragged n: the
-// AVX2 call leaves the last n % 8 to the portable loop), for large |g| too.
-TEST(CpuOpsTest, SwiGluAvx2IsBitIdenticalToPortable) {
+// Each vector form this CPU has and the portable loop give the same bits
+// (ragged n: a wider form leaves its last n % 16 or n % 8 to the narrower
+// ones), for large |g| too.
+TEST(CpuOpsTest, SwiGluSimdIsBitIdenticalToPortable) {
+  if (!cpu::internal::CpuHasAvx2Fma()) GTEST_SKIP() << "no AVX2/FMA";
   std::mt19937 rng(15);
-  for (int64_t n : {1, 7, 8, 37, 1536}) {
-    std::vector<float> g = RandomFloats(n, rng, 20.0f), u = RandomFloats(n, rng);
-    g[0] = -120.0f;  // exp(-g) clamped
-    std::vector<float> a(n), v(n);
-    cpu::SwiGluValues(g.data(), u.data(), n, a.data(), /*allow_avx2=*/false);
-    cpu::SwiGluValues(g.data(), u.data(), n, v.data(), /*allow_avx2=*/true);
-    ASSERT_EQ(0, std::memcmp(a.data(), v.data(), n * sizeof(float))) << "n " << n;
+  for (cpu::SimdIsa isa : {cpu::SimdIsa::kAvx2, cpu::SimdIsa::kAvx512}) {
+    for (int64_t n : {1, 7, 8, 15, 16, 25, 37, 1536}) {
+      std::vector<float> g = RandomFloats(n, rng, 20.0f), u = RandomFloats(n, rng);
+      g[0] = -120.0f;  // exp(-g) clamped
+      g[n - 1] = 95.0f;
+      std::vector<float> a(n), v(n);
+      cpu::SwiGluValues(g.data(), u.data(), n, a.data(), cpu::SimdIsa::kPortable);
+      cpu::SwiGluValues(g.data(), u.data(), n, v.data(), isa);
+      ASSERT_EQ(0, std::memcmp(a.data(), v.data(), n * sizeof(float)))
+          << "n " << n << " isa " << static_cast<int>(isa);
+    }
   }
 }
 
