@@ -42,6 +42,12 @@ using internal::ActFormat;
 constexpr int64_t kRowGroup = 16;
 // Batches up to this many rows run their matrices as one chunk per thread.
 constexpr int64_t kDecodeBatchMax = 64;
+// Larger batches (prefill) in 8 chunks per thread: a chunk of a 512-row
+// product is tens of microseconds, and with the pool's default 4 the thread
+// that finished first waited for most of one (chai_engine_bench prefill of
+// 512 tokens, five alternations on the Xeon VM: +2.5-5.8% against 4;
+// docs/PERFORMANCE.md, session 14).
+constexpr int kBatchChunksPerThread = 8;
 static_assert(kRowGroup % kInterleave == 0, "a thread's rows are whole interleaved groups");
 // Weight rows swept per activation tile: small enough to stay in L1 while
 // every activation tile of the batch passes over them.
@@ -324,11 +330,11 @@ void MatMul::RunShared(std::span<const WeightView> ws, const float* x, int64_t m
   // splits all of them together. Decode-sized batches take one chunk per
   // thread: the rows' work is uniform, and each extra chunk cost ~2 us, 10%
   // of a batch-1 step's matrix time over its ~121 calls (docs/PERFORMANCE.md,
-  // session 9). Larger batches keep the default, which absorbs a thread
-  // that runs late.
+  // session 9). Larger batches take kBatchChunksPerThread, which absorbs a
+  // thread that runs late.
   int64_t total = 0;
   for (const Job& j : jobs) total += j.groups;
-  const int chunks_per_thread = m <= kDecodeBatchMax ? 1 : ThreadPool::kDefaultChunksPerThread;
+  const int chunks_per_thread = m <= kDecodeBatchMax ? 1 : kBatchChunksPerThread;
   pool_->ParallelFor(
       total,
       [&](int64_t gbegin, int64_t gend) {
