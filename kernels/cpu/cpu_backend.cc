@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/interleave.h"
@@ -153,12 +154,8 @@ class CpuBackend final : public Backend {
   // the work.
   void RmsNorm(const float* x, const float* w, int32_t n, int32_t dim, float eps,
                float* out) override {
-    if (int64_t{n} * dim < kMinParallelElements) {
-      cpu::RmsNormRows(x, w, n, dim, eps, out);
-      return;
-    }
-    pool_.ParallelFor(n, [&](int64_t b, int64_t e) {
-      cpu::RmsNormRows(x + b * dim, w, static_cast<int32_t>(e - b), dim, eps, out + b * dim);
+    ByRows(n, dim, [&](int64_t b, int32_t rows) {
+      cpu::RmsNormRows(x + b * dim, w, rows, dim, eps, out + b * dim);
     });
   }
   void MatMul(const WeightView& w, const float* x, int32_t m, float* y) override {
@@ -199,13 +196,8 @@ class CpuBackend final : public Backend {
   // session 14).
   void AddRmsNorm(float* x, const float* y, const float* w, int32_t n, int32_t dim, float eps,
                   float* out) override {
-    if (int64_t{n} * dim < kMinParallelElements) {
-      cpu::AddRmsNormRows(x, y, w, n, dim, eps, out);
-      return;
-    }
-    pool_.ParallelFor(n, [&](int64_t b, int64_t e) {
-      cpu::AddRmsNormRows(x + b * dim, y + b * dim, w, static_cast<int32_t>(e - b), dim, eps,
-                          out + b * dim);
+    ByRows(n, dim, [&](int64_t b, int32_t rows) {
+      cpu::AddRmsNormRows(x + b * dim, y + b * dim, w, rows, dim, eps, out + b * dim);
     });
   }
   void GatherRows(const float* src, const int32_t* rows, int32_t n, int32_t dim,
@@ -237,6 +229,16 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // fn(first_row, rows) over the n rows of a [n, dim] op: all on the caller
+  // below kMinParallelElements, else split over the pool by whole rows.
+  void ByRows(int32_t n, int32_t dim, absl::FunctionRef<void(int64_t, int32_t)> fn) {
+    if (int64_t{n} * dim < kMinParallelElements) {
+      fn(0, n);
+      return;
+    }
+    pool_.ParallelFor(n, [&](int64_t b, int64_t e) { fn(b, static_cast<int32_t>(e - b)); });
+  }
+
   DType kv_dtype_;
   cpu::WeightArena weight_arena_;  // the interleaved weight copies
   cpu::ThreadPool pool_;
