@@ -46,6 +46,56 @@ namespace chai::kernels::cpu::internal {
 
 inline constexpr int32_t kMaxGroup = 64;  // query heads per KV head
 
+// What a caller may request ahead of a kernel (warm_pages): the first K
+// pages of Score's span (its first group of vectors with AVX-512 and three
+// heads) and the first V blocks of Mix's (also how far ahead Mix requests
+// V rows), which the SIMD kernels would otherwise fetch in a burst before
+// their first arithmetic.
+inline constexpr int32_t kWarmKPages = 3;
+inline constexpr int32_t kWarmVBlocks = 2;
+
+// Memory that the next kernel will read, requested one cache line at a time
+// (Next) while the current kernel works. The K and V of a decode step come
+// from the L3 or DRAM, and a burst of a few hundred prefetches stalls the
+// core as soon as its line fill buffers are full (docs/PERFORMANCE.md,
+// session 15): spread between the arithmetic they stall nothing.
+//
+// Not thread-safe; one per work item. Prefetches are hints: a line never
+// requested costs speed, not results.
+class LinePrefetcher {
+ public:
+  // Adds [p, p + bytes) (p 64-byte aligned for whole lines); false, and
+  // nothing added, when kMaxRuns runs are queued already.
+  bool Add(const void* p, int64_t bytes) {
+    if (n_ == kMaxRuns) return false;
+    run_[n_] = static_cast<const char*>(p);
+    bytes_[n_++] = bytes;
+    return true;
+  }
+  // Requests the next line, if any.
+  void Next() {
+    if (i_ == n_) return;
+    __builtin_prefetch(run_[i_] + off_, 0, 3);
+    off_ += 64;
+    if (off_ >= bytes_[i_]) {
+      ++i_;
+      off_ = 0;
+    }
+  }
+  // Requests every line not yet requested.
+  void Rest() {
+    while (i_ < n_) Next();
+  }
+  void Clear() { n_ = i_ = 0, off_ = 0; }
+
+ private:
+  static constexpr int kMaxRuns = 64;
+  const char* run_[kMaxRuns];
+  int64_t bytes_[kMaxRuns];
+  int32_t n_ = 0, i_ = 0;
+  int64_t off_ = 0;
+};
+
 struct ScoreArgs {
   const float* q;        // token's queries [n_q_heads, head_dim]
   const int32_t* heads;  // the representatives [n_heads]
@@ -59,6 +109,11 @@ struct ScoreArgs {
   float* probs;  // out: [n_q_heads, len] rows of the representatives (exp(s - max))
   float* max;    // out: [n_q_heads] a representative's largest score
   float* sum;    // out: [n_q_heads] the sum of its row of probs
+  // Pages [0, warm_pages) of the span were requested already (a caller's
+  // LinePrefetcher); the kernel requests the rest itself.
+  int32_t warm_pages = 0;
+  // What runs after this kernel, requested while it works; nullptr: none.
+  LinePrefetcher* then = nullptr;
 };
 
 struct MixArgs {
@@ -69,9 +124,11 @@ struct MixArgs {
   bool f16;              // as ScoreArgs::f16
   const int32_t* table;  // the sequence's block table
   int32_t len, block_size, n_kv_heads, kv_head, head_dim;
-  const float* probs;    // [n_q_heads, len]
-  const float* inv_sum;  // [n_q_heads] multiplies the outputs; nullptr: left unscaled
-  float* out;            // token's output [n_q_heads, head_dim]
+  const float* probs;              // [n_q_heads, len]
+  const float* inv_sum;            // [n_q_heads] multiplies the outputs; nullptr: left unscaled
+  float* out;                      // token's output [n_q_heads, head_dim]
+  int32_t warm_pages = 0;          // as ScoreArgs::warm_pages (V blocks of kv_head)
+  LinePrefetcher* then = nullptr;  // as ScoreArgs::then
 };
 
 void ScoreGeneric(const ScoreArgs& a);

@@ -45,6 +45,7 @@ inline float Dot(const float* a, const T* b, int32_t n) {
 }
 
 using internal::kMaxGroup;
+using internal::LinePrefetcher;
 using internal::MixArgs;
 using internal::ScoreArgs;
 
@@ -415,18 +416,17 @@ void MergeParts(const AttentionCall& a, int32_t t) {
   }
 }
 
-// One work item: Score for the representatives that read K slot `slot`, over
-// the positions of `part`, then Mix for every head they represent (members
-// use their representative's probabilities bit for bit, and CHAI skips
-// their q k^T work). scratch: [n_q_heads * (part_len + 3)] floats.
-void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch) {
+// Where part `part` of its token sits: positions [p0, p0 + len) of
+// sequence seq. Part c of n takes KV blocks [c * blocks / n, (c + 1) *
+// blocks / n): at most part_len positions (n = ceil(context / part_len)),
+// sizes within a block of each other.
+struct PartSpan {
+  int32_t t, seq, p0, len;
+  bool whole;  // the token's only part
+};
+PartSpan SpanOf(const AttentionCall& a, int64_t part) {
   const TokenPlacement& place = *a.place;
-  const KvLayer& kv = *a.kv;
-  const int32_t nh = a.n_q_heads;
   const int32_t t = a.part_token[part];
-  // Part c of n takes KV blocks [c * blocks / n, (c + 1) * blocks / n): at
-  // most part_len positions (n = ceil(context / part_len)), sizes within a
-  // block of each other.
   const int32_t context = place.pos[t] + 1;
   const int64_t blocks = (context + a.bs - 1) / a.bs;
   const int64_t n_parts = a.first_part[t + 1] - a.first_part[t];
@@ -434,8 +434,51 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
   const int32_t p0 = static_cast<int32_t>(c * blocks / n_parts) * a.bs;
   const int32_t len =
       std::min(context, static_cast<int32_t>((c + 1) * blocks / n_parts) * a.bs) - p0;
-  const bool whole = n_parts == 1;
-  const int32_t seq = place.seq[t];
+  return {t, place.seq[t], p0, len, n_parts == 1};
+}
+
+// Queues the first kWarmKPages K pages that item (part, slot)'s Score reads.
+void QueueKPages(const AttentionCall& a, int64_t part, int32_t slot, LinePrefetcher* pf) {
+  const PartSpan s = SpanOf(a, part);
+  const int32_t* pages =
+      a.kv->k_pages + (int64_t{s.seq} * a.place->max_blocks + s.p0 / a.bs) * a.n_kv + slot;
+  const int64_t page_bytes = int64_t{a.bs} * a.hd * (a.f16 ? 2 : 4);
+  const int32_t n = std::min<int32_t>(internal::kWarmKPages, (s.len + a.bs - 1) / a.bs);
+  for (int32_t i = 0; i < n; ++i) {
+    pf->Add(static_cast<const char*>(a.kv->k) + pages[int64_t{i} * a.n_kv] * page_bytes,
+            page_bytes);
+  }
+}
+
+// Queues the V rows of KV head g in the first kWarmVBlocks blocks of s; false
+// when pf had no room for all of them.
+bool QueueVRows(const AttentionCall& a, const PartSpan& s, int32_t g, LinePrefetcher* pf) {
+  const int32_t* table = a.place->block_tables + int64_t{s.seq} * a.place->max_blocks + s.p0 / a.bs;
+  const int64_t row_bytes = int64_t{a.hd} * (a.f16 ? 2 : 4);
+  const int32_t n = std::min(s.len, internal::kWarmVBlocks * a.bs);
+  bool all = true;
+  for (int32_t i = 0; i < n; ++i) {
+    all &= pf->Add(static_cast<const char*>(a.kv->v) +
+                       ((int64_t{table[i / a.bs]} * a.bs + i % a.bs) * a.n_kv + g) * row_bytes,
+                   row_bytes);
+  }
+  return all;
+}
+
+// One work item: Score for the representatives that read K slot `slot`, over
+// the positions of `part`, then Mix for every head they represent (members
+// use their representative's probabilities bit for bit, and CHAI skips
+// their q k^T work). scratch: [n_q_heads * (part_len + 3)] floats. k_warm:
+// the item's first kWarmKPages K pages were queued already (by the item
+// before, QueueKPages); next: lines the Mixes request for the item after.
+void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch, bool k_warm,
+             LinePrefetcher* next) {
+  const TokenPlacement& place = *a.place;
+  const KvLayer& kv = *a.kv;
+  const int32_t nh = a.n_q_heads;
+  const PartSpan span = SpanOf(a, part);
+  const int32_t t = span.t, seq = span.seq, p0 = span.p0, len = span.len;
+  const bool whole = span.whole;
   const int32_t* sh = kv.score_head + int64_t{seq} * nh;
   const int32_t* ks = kv.k_slot + int64_t{seq} * nh;
   int32_t reps[kMaxGroup];
@@ -443,7 +486,24 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
   for (int32_t h = 0; h < nh; ++h) {
     if (sh[h] == h && ks[h] == slot) reps[n_reps++] = h;
   }
-  if (n_reps == 0) return;
+  if (n_reps == 0) {
+    next->Rest();
+    return;
+  }
+  // Heads of KV head g that Mix with this slot's probabilities.
+  const auto mix_heads = [&](int32_t g, int32_t* heads) {
+    int32_t n = 0;
+    for (int32_t h = g * a.group; h < (g + 1) * a.group; ++h) {
+      if (ks[sh[h]] == slot) heads[n++] = h;
+    }
+    return n;
+  };
+  // Score requests the first Mix's first V blocks while it works.
+  int32_t heads[kMaxGroup];
+  int32_t first_g = 0;
+  while (first_g < a.n_kv && mix_heads(first_g, heads) == 0) ++first_g;
+  LinePrefetcher v_warm;
+  const bool v_queued = first_g < a.n_kv && QueueVRows(a, span, first_g, &v_warm);
   float* probs = scratch;  // [nh, len]: the representatives' rows
   float* max_s = scratch + int64_t{nh} * a.part_len;
   float* sum_s = max_s + nh;
@@ -461,19 +521,17 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
                         a.scale,
                         probs,
                         max_s,
-                        sum_s};
+                        sum_s,
+                        k_warm ? internal::kWarmKPages : 0,
+                        &v_warm};
   a.score_fn(score);
   if (whole) {
     for (int32_t j = 0; j < n_reps; ++j) inv_s[reps[j]] = 1.0f / sum_s[reps[j]];
   }
   float* dst = whole ? a.out + int64_t{t} * nh * a.hd : a.part_out + part * nh * a.hd;
   // One Mix per KV head, over the heads of this slot's representatives.
-  for (int32_t g = 0; g < a.n_kv; ++g) {
-    int32_t heads[kMaxGroup];
-    int32_t n = 0;
-    for (int32_t h = g * a.group; h < (g + 1) * a.group; ++h) {
-      if (ks[sh[h]] == slot) heads[n++] = h;
-    }
+  for (int32_t g = first_g; g < a.n_kv; ++g) {
+    const int32_t n = mix_heads(g, heads);
     if (n == 0) continue;
     const MixArgs mix{heads,
                       sh,
@@ -488,7 +546,9 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
                       a.hd,
                       probs,
                       whole ? inv_s : nullptr,
-                      dst};
+                      dst,
+                      g == first_g && v_queued ? internal::kWarmVBlocks : 0,
+                      next};
     a.mix_fn(mix);
     if (!whole) {
       for (int32_t j = 0; j < n; ++j) {
@@ -497,6 +557,7 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch)
       }
     }
   }
+  next->Rest();  // what the portable Mix does not request
 }
 
 // The widest instruction set this CPU and max_isa allow among those whose
@@ -587,9 +648,15 @@ void PagedAttention(const float* q, int32_t n_q_heads, const TokenPlacement& pla
   pool->ParallelFor(n_parts * n_kv, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scratch;  // this thread's own
     scratch.resize(std::max(scratch.size(), static_cast<size_t>(n_q_heads) * (part_len + 3)));
+    // Each item's Mix requests the next item's first K pages.
+    LinePrefetcher next;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t part = item / n_kv;
-      RunItem(call, part, static_cast<int32_t>(item % n_kv), scratch.data());
+      next.Clear();
+      if (item + 1 < end) {
+        QueueKPages(call, (item + 1) / n_kv, static_cast<int32_t>((item + 1) % n_kv), &next);
+      }
+      RunItem(call, part, static_cast<int32_t>(item % n_kv), scratch.data(), item > begin, &next);
       const int32_t t = call.part_token[part];
       // acq_rel: the merging thread sees every other item's part outputs.
       if (call.first_part[t + 1] - call.first_part[t] > 1 &&
