@@ -72,15 +72,18 @@ class LinePrefetcher {
     bytes_[n_++] = bytes;
     return true;
   }
-  // Requests the next line, if any.
-  void Next() {
-    if (i_ == n_) return;
-    __builtin_prefetch(run_[i_] + off_, 0, 3);
+  // Requests the next line, if any, and returns its address (nullptr when
+  // every line was requested).
+  const char* Next() {
+    if (i_ == n_) return nullptr;
+    const char* line = run_[i_] + off_;
+    __builtin_prefetch(line, 0, 3);
     off_ += 64;
     if (off_ >= bytes_[i_]) {
       ++i_;
       off_ = 0;
     }
+    return line;
   }
   // Requests every line not yet requested.
   void Rest() {
@@ -88,8 +91,9 @@ class LinePrefetcher {
   }
   void Clear() { n_ = i_ = 0, off_ = 0; }
 
- private:
   static constexpr int kMaxRuns = 64;
+
+ private:
   const char* run_[kMaxRuns];
   int64_t bytes_[kMaxRuns];
   int32_t n_ = 0, i_ = 0;

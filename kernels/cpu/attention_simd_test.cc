@@ -175,5 +175,38 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{10, 2, 48, 24},   // AVX2 Score, 5 heads per KV head, AVX-512 Mix
                       Case{2, 1, 16, 48}));  // 2 heads: 3 AVX-512 vectors per page
 
+// The kernels' prefetch queue: every line of every run, once, in order
+// (a run's partial last line included), then nothing; Rest finishes what
+// Next left; capacity and Clear. A lost line costs only speed, so only this
+// test would notice one.
+TEST(LinePrefetcherTest, HandsOutEveryLineOfEveryRunOnceInOrder) {
+  alignas(64) static char mem[4096];
+  internal::LinePrefetcher pf;
+  EXPECT_EQ(pf.Next(), nullptr);
+  ASSERT_TRUE(pf.Add(mem, 128));
+  ASSERT_TRUE(pf.Add(mem + 1024, 64));
+  ASSERT_TRUE(pf.Add(mem + 2048, 100));
+  const std::vector<const char*> want = {mem, mem + 64, mem + 1024, mem + 2048, mem + 2112};
+  std::vector<const char*> got;
+  for (const char* p = pf.Next(); p != nullptr; p = pf.Next()) got.push_back(p);
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(pf.Next(), nullptr);
+
+  pf.Clear();
+  EXPECT_EQ(pf.Next(), nullptr);
+  ASSERT_TRUE(pf.Add(mem, 256));
+  EXPECT_EQ(pf.Next(), mem);
+  pf.Rest();
+  EXPECT_EQ(pf.Next(), nullptr);
+
+  pf.Clear();
+  for (int i = 0; i < internal::LinePrefetcher::kMaxRuns; ++i)
+    ASSERT_TRUE(pf.Add(mem + 64 * i, 64));
+  EXPECT_FALSE(pf.Add(mem, 64));
+  int lines = 0;
+  while (pf.Next() != nullptr) ++lines;
+  EXPECT_EQ(lines, internal::LinePrefetcher::kMaxRuns);
+}
+
 }  // namespace
 }  // namespace chai::kernels::cpu
