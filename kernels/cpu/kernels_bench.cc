@@ -350,14 +350,16 @@ BENCHMARK(BM_RowDotHot)->ArgsProduct({{5}, {4, 8, 16, 32}})->UseRealTime();
 void BM_SplitMatrix(benchmark::State& state) {
   constexpr int64_t kRows = 267776, kCols = kDim;
   const DType t = DType::kQ4_1;
-  static std::unique_ptr<AlignedBytes> matrix;
+  // In huge pages, as the CPU backend's weights are (weight_arena.h).
+  static std::unique_ptr<Buffer> matrix;
   const int64_t row_bytes = RowBytes(t, kCols);
   if (!matrix) {
     std::mt19937 rng(3);
     const std::vector<uint8_t> w = testing::RandomWeightBytes(t, kRows, kCols, rng);
-    matrix = std::make_unique<AlignedBytes>(w.size());
-    InterleaveRows(t, kRows, kCols, w.data(), matrix->data);
+    matrix = *AllocateHugePageBuffer(w.size());
+    InterleaveRows(t, kRows, kCols, w.data(), matrix->data());
   }
+  const auto* base = static_cast<const uint8_t*>(matrix->data());
   const int64_t splits = state.range(0);
   const int64_t per = kRows / splits / 16 * 16;
   std::mt19937 rng(10);
@@ -365,15 +367,15 @@ void BM_SplitMatrix(benchmark::State& state) {
   std::vector<float> y(per);
   MatMul mm(&Pool(), MatMulImpl::kAuto, ActivationMode::kInt16);
   const size_t bytes = static_cast<size_t>(per * splits * row_bytes);
-  ReadBandwidth(matrix->size);
+  ReadBandwidth(matrix->size());
   for (auto _ : state) {
     for (int64_t i = 0; i < splits; ++i) {
-      mm.Run({t, per, kCols, matrix->data + i * per * row_bytes, WeightLayout::kInterleaved8},
-             x.data(), 1, y.data());
+      mm.Run({t, per, kCols, base + i * per * row_bytes, WeightLayout::kInterleaved8}, x.data(), 1,
+             y.data());
     }
     benchmark::ClobberMemory();
   }
-  SetCounters(state, static_cast<double>(bytes), matrix->size, 1);
+  SetCounters(state, static_cast<double>(bytes), matrix->size(), 1);
   state.counters["us_per_call"] =
       benchmark::Counter(static_cast<double>(splits) * static_cast<double>(state.iterations()),
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
