@@ -183,18 +183,22 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::pair<int, int>> 
   }
 
   // Attends `step` (already stored) in `be`: dense attention, and each token
-  // alone, single-threaded, gives the same bits.
+  // alone gives the same bits, single-threaded and on four threads (more
+  // threads than a lone token has work items).
   void MatchesDenseAndEachTokenAlone(Backend& be, const Batch& step) {
     const std::vector<float> out = Attend(be, step);
     ExpectMatchesNaive(step, out);
     std::unique_ptr<Backend> be1 = F32Backend(1);
+    std::unique_ptr<Backend> be4 = F32Backend(4);
     for (int32_t t = 0; t < step.size(); ++t) {
       Batch one;
       one.Add(step.seq[t], step.pos[t], step.pos[t] + 1);
-      const std::vector<float> alone = Attend(*be1, one);
-      ASSERT_EQ(0, std::memcmp(alone.data(), &out[static_cast<size_t>(t) * n_q_ * kHeadDim],
-                               alone.size() * sizeof(float)))
-          << "token " << t;
+      for (Backend* alone_be : {be1.get(), be4.get()}) {
+        const std::vector<float> alone = Attend(*alone_be, one);
+        ASSERT_EQ(0, std::memcmp(alone.data(), &out[static_cast<size_t>(t) * n_q_ * kHeadDim],
+                                 alone.size() * sizeof(float)))
+            << "token " << t << (alone_be == be1.get() ? " alone" : " alone on four threads");
+      }
     }
   }
 
