@@ -89,7 +89,10 @@ class LinePrefetcher {
   void Rest() {
     while (i_ < n_) Next();
   }
-  void Clear() { n_ = i_ = 0, off_ = 0; }
+  void Clear() {
+    n_ = i_ = 0;
+    off_ = 0;
+  }
 
   static constexpr int kMaxRuns = 64;
 
@@ -116,7 +119,9 @@ struct ScoreArgs {
   // Pages [0, warm_pages) of the span were requested already (a caller's
   // LinePrefetcher); the kernel requests the rest itself.
   int32_t warm_pages = 0;
-  // What runs after this kernel, requested while it works; nullptr: none.
+  // What runs after this kernel: the SIMD kernels request a line of it per
+  // step of their loop; the caller requests what is left (Rest) once the
+  // kernel returns. nullptr: none.
   LinePrefetcher* then = nullptr;
 };
 

@@ -525,6 +525,7 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch,
                         k_warm ? internal::kWarmKPages : 0,
                         &v_warm};
   a.score_fn(score);
+  v_warm.Rest();  // what Score did not request (all of it, for the portable one)
   if (whole) {
     for (int32_t j = 0; j < n_reps; ++j) inv_s[reps[j]] = 1.0f / sum_s[reps[j]];
   }
@@ -557,7 +558,7 @@ void RunItem(const AttentionCall& a, int64_t part, int32_t slot, float* scratch,
       }
     }
   }
-  next->Rest();  // what the portable Mix does not request
+  next->Rest();  // what the Mixes did not request (all of it, for the portable one)
 }
 
 // The widest instruction set this CPU and max_isa allow among those whose
