@@ -3,7 +3,7 @@
 //
 //   chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] [--prompt-len 128]
 //   [--no-prefill] [--activations int16|float|int8] [--kv-cache-dtype f16|f32] [--op-times]
-//   [--json]
+//   [--weights-only] [--json]
 //
 // Measures (one process, same machine state):
 //   bandwidth   best-of-5 streaming read of a buffer the size of the decode
@@ -22,8 +22,11 @@
 // each batch size: the same decode run through TimedBackend
 // (engine/bench/timed_backend.h), milliseconds per step by op, and the rest
 // of the step (ModelRunner's own work, logits copy) as "other".
+// --weights-only adds batch 1's matrix products timed alone, back to back
+// (WeightsOnlyStepSeconds), and their share of the same roofline.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <numeric>
@@ -77,6 +80,61 @@ int64_t DecodeWeightBytes(const ModelWeights& m) {
     }
   }
   return total;
+}
+
+// Seconds per decode step of batch 1's matrix products alone: every matrix
+// of DecodeWeightBytes, prepared by the backend as ModelRunner prepares them
+// (copies of their own), in the order and groupings of a step (Q/K/V and
+// gate/up each one shared call), with nothing between the calls. Best of 3
+// windows of `steps` steps, as the decode measurement. Set against the full
+// step it splits batch 1's distance from the roofline into the products'
+// own (call overheads, imbalance, the weights' streaming) and the rest of
+// the step (attention, norms, RoPE, the KV store, the runner).
+double WeightsOnlyStepSeconds(const ModelWeights& m, kernels::Backend& backend, int64_t steps) {
+  struct Layer {
+    kernels::PreparedWeight q, k, v, o, gate, up, down;
+  };
+  const auto prepare = [&](const kernels::WeightView& w) {
+    absl::StatusOr<kernels::PreparedWeight> p =
+        backend.PrepareWeight(w, kernels::WeightUse::kMatMul);
+    CheckOrExit(p.status(), "PrepareWeight");
+    return *std::move(p);
+  };
+  std::vector<Layer> layers;
+  for (const LayerWeights& l : m.layers) {
+    layers.push_back({prepare(l.wq), prepare(l.wk), prepare(l.wv), prepare(l.wo), prepare(l.w_gate),
+                      prepare(l.w_up), prepare(l.w_down)});
+  }
+  const kernels::PreparedWeight output = prepare(m.output);
+  const LlamaConfig& c = m.config;
+  // Inputs of the products' widths (values do not change the work).
+  std::vector<float> x(c.dim), ffn(c.ffn_dim), q(c.n_heads * c.head_dim),
+      k(c.n_kv_heads * c.head_dim), v(k.size()), h(c.dim), gate(c.ffn_dim), up(c.ffn_dim),
+      logits(c.vocab_size);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+  for (size_t i = 0; i < ffn.size(); ++i) ffn[i] = std::cos(0.11f * static_cast<float>(i));
+  const auto step = [&] {
+    for (const Layer& l : layers) {
+      const kernels::WeightView qkv[3] = {l.q.view, l.k.view, l.v.view};
+      float* const qkv_out[3] = {q.data(), k.data(), v.data()};
+      backend.MatMulShared(qkv, x.data(), 1, qkv_out);
+      backend.MatMul(l.o.view, q.data(), 1, h.data());
+      const kernels::WeightView gate_up[2] = {l.gate.view, l.up.view};
+      float* const gate_up_out[2] = {gate.data(), up.data()};
+      backend.MatMulShared(gate_up, x.data(), 1, gate_up_out);
+      backend.MatMul(l.down.view, ffn.data(), 1, h.data());
+    }
+    backend.MatMul(output.view, x.data(), 1, logits.data());
+  };
+  step();  // page in the copies
+  double best = 1e30;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = Clock::now();
+    for (int64_t i = 0; i < steps; ++i) step();
+    backend.Synchronize();
+    best = std::min(best, Since(t0) / static_cast<double>(steps));
+  }
+  return best;
 }
 
 // The process's anonymous memory in transparent huge pages
@@ -164,6 +222,7 @@ int Main(int argc, char** argv) {
   bool json = false;
   bool prefill = true;
   bool op_times = false;
+  bool weights_only = false;
   int64_t prompt_len = 128;
   std::vector<int32_t> batches = {1, 8, 32};
   kernels::cpu::ActivationMode mode = kernels::CpuBackendOptions{}.activation_mode;
@@ -190,6 +249,8 @@ int Main(int argc, char** argv) {
       prompt_len = std::max(1, std::atoi(argv[++i]));
     } else if (a == "--op-times") {
       op_times = true;
+    } else if (a == "--weights-only") {
+      weights_only = true;
     } else if (a == "--no-prefill") {
       prefill = false;
     } else if (a == "--batches" && i + 1 < argc) {
@@ -206,7 +267,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: chai_engine_bench [--model PATH] [--threads N] [--batches 1,8,32] "
                    "[--prompt-len 128] [--no-prefill] [--activations int16|float|int8] "
-                   "[--kv-cache-dtype f16|f32] [--op-times] [--json]\n");
+                   "[--kv-cache-dtype f16|f32] [--op-times] [--weights-only] [--json]\n");
       return 2;
     }
   }
@@ -279,6 +340,11 @@ int Main(int argc, char** argv) {
   }
   const double roofline_tps = bandwidth / static_cast<double>(weight_bytes);
   out["decode_batch1_roofline_tokens_per_s"] = roofline_tps;
+  if (weights_only) {
+    const double s = WeightsOnlyStepSeconds(*model->weights, *backend, steps);
+    out["weights_only_batch1"] = {{"step_ms", 1e3 * s},
+                                  {"share_of_roofline", 1.0 / s / roofline_tps}};
+  }
   // The share is batch 1's: without it in --batches there is none (null).
   const bool has_batch1 = std::find(batches.begin(), batches.end(), 1) != batches.end();
   const double share =
@@ -310,6 +376,11 @@ int Main(int argc, char** argv) {
   } else {
     std::printf("batch-1 roofline           %8.1f tokens/s; share not measured (no batch 1)\n",
                 roofline_tps);
+  }
+  if (weights_only) {
+    std::printf("batch-1 products alone     %8.3f ms/step; share %.0f%% (nothing between calls)\n",
+                out["weights_only_batch1"]["step_ms"].get<double>(),
+                100 * out["weights_only_batch1"]["share_of_roofline"].get<double>());
   }
   if (op_times) {
     for (int32_t batch : batches) {
