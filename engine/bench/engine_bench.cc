@@ -18,7 +18,7 @@
 // matrix the decode step streams (all layer matrices plus the output
 // projection; the embedding lookup reads one row). --activations picks the
 // CPU matmul's activation mode (kernels/cpu/matmul.h; default: the
-// backend's, float). --op-times adds where a decode step's time goes at
+// backend's, int16). --op-times adds where a decode step's time goes at
 // each batch size: the same decode run through TimedBackend
 // (engine/bench/timed_backend.h), milliseconds per step by op, and the rest
 // of the step (ModelRunner's own work, logits copy) as "other".
